@@ -1,0 +1,38 @@
+"""Public pages: the home page, the ways to support, and the health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from membership.extensions import db
+
+bp = Blueprint("site", __name__)
+
+
+@bp.get("/")
+def home() -> str:
+    return render_template("site/home.html")
+
+
+@bp.get("/support")
+def support() -> str:
+    return render_template("site/support.html")
+
+
+@bp.get("/vote")
+def vote() -> str:
+    return render_template("site/vote.html")
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """For load balancers and uptime checks: is the app up, and can it reach its database?"""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200
