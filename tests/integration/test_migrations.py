@@ -17,9 +17,8 @@ def _differences(connection: sa.Connection) -> list:
 
 
 def test_the_migrated_database_matches_the_models(app, db_session):
-    with app.app_context():
-        with db.engine.connect() as connection:
-            assert _differences(connection) == []
+    with app.app_context(), db.engine.connect() as connection:
+        assert _differences(connection) == []
 
 
 def test_migrations_go_down_to_nothing_and_up_again(tmp_path):
