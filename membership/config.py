@@ -67,6 +67,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 10),
         "MAIL_OUTBOX_DIR": str(Path(instance_path) / "outbox"),
         "REDIS_URL": env("REDIS_URL", ""),
+        # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: none).
+        # Rate limits count the client address this yields, so set it to match your setup.
+        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         "RATELIMIT_ENABLED": _bool(env("RATELIMIT_ENABLED"), True),
         # Token lifetimes, in seconds.
         "CONFIRM_EMAIL_MAX_AGE": _int("CONFIRM_EMAIL_MAX_AGE", 3 * 24 * 3600),

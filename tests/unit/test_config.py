@@ -58,3 +58,18 @@ def test_a_malformed_number_is_named_in_the_error(monkeypatch):
 )
 def test_database_urls_use_the_psycopg_driver(url, expected):
     assert config.normalise_database_url(url) == expected
+
+
+def test_behind_one_trusted_proxy_the_client_address_comes_from_x_forwarded_for():
+    from flask import request
+
+    app = create_app(
+        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", "TRUSTED_PROXIES": 1}
+    )
+
+    @app.get("/_whoami")
+    def whoami() -> str:
+        return request.remote_addr or ""
+
+    seen = app.test_client().get("/_whoami", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert seen.get_data(as_text=True) == "203.0.113.9"
