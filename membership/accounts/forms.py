@@ -114,7 +114,7 @@ class DisplayNameForm(FlaskForm):
 
 class ChangeEmailForm(FlaskForm):
     email = _email_field("New email address")
-    password = _current_password()
+    password = _current_password("Your password, to confirm the change")
 
 
 class ChangePasswordForm(FlaskForm):

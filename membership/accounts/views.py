@@ -95,13 +95,13 @@ def signup() -> Any:
             _apply_error(form, error)
         else:
             db.session.commit()
-            return redirect(url_for("accounts.check_email"))
+            return redirect(url_for("accounts.check_email", next=safe_next(form.next.data)))
     return _render_form("accounts/signup.html", form)
 
 
 @bp.get("/check-email")
 def check_email() -> str:
-    return render_template("accounts/check_email.html")
+    return render_template("accounts/check_email.html", next=safe_next(request.args.get("next")))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -150,3 +150,28 @@ def test_email_is_delivered_only_after_the_commit_and_retried_when_smtp_fails(
     db_session.refresh(message)
     assert message.status is EmailStatus.SENT
     assert "/account/confirm/" in mailbox.text(mailbox.last_to("retry@example.org"))
+
+
+def test_signup_keeps_where_the_reader_was_going(client):
+    response = client.submit(
+        "/account/signup",
+        {"email": "next@example.org", "password": PASSWORD, "display_name": "N", "next": "/staff/"},
+        token_page="/account/signup",
+    )
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "/account/login?next=/staff/" in page
+
+
+def test_signup_drops_a_next_that_leaves_the_site(client):
+    response = client.submit(
+        "/account/signup",
+        {
+            "email": "n2@example.org",
+            "password": PASSWORD,
+            "display_name": "N",
+            "next": "//evil.example",
+        },
+        token_page="/account/signup",
+    )
+    assert "evil" not in response.headers["Location"]
