@@ -4,6 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
 STAMP  := $(VENV)/.installed
+FLASK  := $(BIN)/flask --app wsgi
+
+# Without Stripe keys, `make run` starts localstripe (a fake Stripe server, for development
+# only) on this port and points the app at it: everything works offline with test cards.
+LOCALSTRIPE_PORT ?= 8420
 
 .PHONY: run test install lint format clean
 
@@ -17,9 +22,19 @@ install: $(STAMP)
 
 ## Run the app on http://127.0.0.1:$(PORT) with SQLite and demo data.
 run: install
-	$(BIN)/flask --app wsgi db upgrade
-	$(BIN)/flask --app wsgi seed-demo
-	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
+	@set -e; \
+	if [ -z "$$STRIPE_SECRET_KEY" ]; then \
+	  echo "No STRIPE_SECRET_KEY: starting localstripe on 127.0.0.1:$(LOCALSTRIPE_PORT) (test mode, offline)"; \
+	  export STRIPE_SECRET_KEY=sk_test_offline_demo STRIPE_PUBLISHABLE_KEY=pk_test_offline_demo \
+	         STRIPE_WEBHOOK_SECRET=whsec_offline_demo STRIPE_API_BASE=http://127.0.0.1:$(LOCALSTRIPE_PORT); \
+	  $(BIN)/python -m tests.support.localstripe_server --port $(LOCALSTRIPE_PORT) \
+	    --webhook-url http://127.0.0.1:$(PORT)/webhooks/stripe --webhook-secret whsec_offline_demo & \
+	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	  for i in $$(seq 1 50); do $(BIN)/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(LOCALSTRIPE_PORT)/js.stripe.com/v3/')" 2>/dev/null && break; sleep 0.2; done; \
+	fi; \
+	$(FLASK) db upgrade; \
+	$(FLASK) seed-demo; \
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 ## Install what the tests need and run them (PostgreSQL too when TEST_DATABASE_URL is set).
 test: install

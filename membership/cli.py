@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
 
 from membership.accounts import rules, service
 from membership.accounts.models import Role
+from membership.billing import billing_enabled, get_gateway, reconciliation, webhooks
+from membership.billing import service as billing
+from membership.billing.gateway import GatewayError
+from membership.billing.models import Tier
+from membership.billing.rules import Interval
 from membership.database import utcnow
 from membership.emails import deliver_pending
 from membership.extensions import db
 
 staff_cli = AppGroup("staff", help="Manage staff accounts.")
 emails_cli = AppGroup("emails", help="Transactional email.")
+billing_cli = AppGroup("billing", help="Stripe: catalog, webhooks, reconciliation.")
+
+# (slug, name, description, {currency: (monthly, yearly)} in minor units)
+DEMO_TIERS = [
+    (
+        "reader",
+        "Reader",
+        "The cost of a cup of coffee a month keeps our reporters in the field.",
+        {"EUR": (500, 5000), "USD": (500, 5000), "GBP": (400, 4000)},
+    ),
+    (
+        "insider",
+        "Insider",
+        "Patron-only dispatches from our reporters, and three votes on what we cover next.",
+        {"EUR": (1000, 10000), "USD": (1000, 10000), "GBP": (800, 8000)},
+    ),
+    (
+        "co-creator",
+        "Co-creator",
+        "Everything Insiders get, five votes a round, and a call with the editors each quarter.",
+        {"EUR": (2500, 25000), "USD": (2500, 25000), "GBP": (2000, 20000)},
+    ),
+]
 
 DEMO_STAFF = ("staff@example.org", "Sam Editor", "demo-staff-pass-2026", Role.ADMIN)
 DEMO_READERS = [
@@ -67,6 +99,7 @@ def deliver_emails() -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo() -> None:
     """Create demo accounts with known passwords (safe to run again)."""
     email, name, password, role = DEMO_STAFF
@@ -80,14 +113,85 @@ def seed_demo() -> None:
             member = service.Member(email=email, display_name=name, email_confirmed_at=utcnow())
             member.password_hash = service.hash_password(password)
             db.session.add(member)
+    for position, (slug, tier_name, description, prices) in enumerate(DEMO_TIERS):
+        tier = db.session.scalar(select(Tier).where(Tier.slug == slug))
+        if tier is None:
+            tier = Tier(slug=slug, name=tier_name, description=description, position=position)
+            db.session.add(tier)
+            db.session.flush()
+        for currency, (monthly, yearly) in prices.items():
+            if tier.listed_price(Interval.MONTH, currency) is None:
+                billing.set_price(db.session, tier, Interval.MONTH, currency, monthly)
+            if tier.listed_price(Interval.YEAR, currency) is None:
+                billing.set_price(db.session, tier, Interval.YEAR, currency, yearly)
     db.session.commit()
+    if billing_enabled():
+        _sync_catalog()
     click.echo("Demo accounts (for trying the app on your machine only):")
     click.echo(f"  staff (admin): {DEMO_STAFF[0]} / {DEMO_STAFF[2]}")
     for email, _, password in DEMO_READERS:
         click.echo(f"  reader:        {email} / {password}")
 
 
+def _sync_catalog() -> None:
+    try:
+        changes = billing.sync_catalog(db.session, get_gateway())
+    except GatewayError as exc:
+        raise click.ClickException(f"Stripe refused or was unreachable: {exc}") from exc
+    db.session.commit()
+    click.echo(f"Catalog in sync with Stripe ({len(changes)} change(s)).")
+    for change in changes:
+        click.echo(f"  {change}")
+
+
+@billing_cli.command("sync-catalog")
+def sync_catalog() -> None:
+    """Create in Stripe the products and prices that are missing, archive replaced ones."""
+    _sync_catalog()
+
+
+@billing_cli.command("replay-failed")
+@click.option(
+    "--stale-minutes", default=10, show_default=True, help="Also redo events stuck this long."
+)
+def replay_failed(stale_minutes: int) -> None:
+    """Process again the stored webhook events that failed."""
+    results = webhooks.replay_failed(db.session, get_gateway(), timedelta(minutes=stale_minutes))
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.value] = counts.get(result.value, 0) + 1
+    summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing to do"
+    click.echo(f"Replayed {len(results)} event(s): {summary}.")
+
+
+@billing_cli.command("reconcile")
+@click.option("--events-days", default=3, show_default=True, help="Also replay recent events.")
+def reconcile(events_days: int) -> None:
+    """Repair local state from Stripe: every subscription and recent events. Safe to rerun."""
+    try:
+        report = reconciliation.reconcile(
+            db.session,
+            get_gateway(),
+            events_since=utcnow() - timedelta(days=events_days),
+            progress=_progress,
+        )
+    except GatewayError as exc:
+        raise click.ClickException(f"Stripe refused or was unreachable: {exc}") from exc
+    for line in report.changes:
+        click.echo(f"  {line}")
+    click.echo(
+        f"Checked {report.subscriptions} subscription(s) and {report.events} event(s); "
+        f"{len(report.changes)} change(s)."
+    )
+
+
+def _progress(label: str, items: Iterable[Any]) -> Iterator[Any]:
+    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield from bar
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(emails_cli)
+    app.cli.add_command(billing_cli)
     app.cli.add_command(seed_demo)

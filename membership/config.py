@@ -34,6 +34,13 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _currencies(raw: str) -> list[str]:
+    codes = [code.strip().upper() for code in raw.split(",") if code.strip()]
+    if not codes or any(len(code) != 3 or not code.isalpha() for code in codes):
+        raise ConfigError(f"CURRENCIES must be ISO codes separated by commas, got {raw!r}")
+    return codes
+
+
 def normalise_database_url(url: str) -> str:
     """Use the psycopg 3 driver for plain ``postgresql://`` URLs, as hosting providers give them."""
     for prefix in ("postgres://", "postgresql://"):
@@ -93,6 +100,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "STRIPE_WEBHOOK_SECRET": env("STRIPE_WEBHOOK_SECRET", ""),
         "STRIPE_API_BASE": env("STRIPE_API_BASE", ""),
         "STRIPE_API_VERSION": env("STRIPE_API_VERSION", DEFAULT_STRIPE_API_VERSION),
+        "STRIPE_MAX_NETWORK_RETRIES": _int("STRIPE_MAX_NETWORK_RETRIES", 2),
+        # Membership policy.
+        "CURRENCIES": _currencies(env("CURRENCIES", "EUR,USD,GBP")),
+        "GRACE_PERIOD_DAYS": _int("GRACE_PERIOD_DAYS", 7),
+        # The smallest one-off gift, in major units of any currency offered.
+        "DONATION_MINIMUM": _int("DONATION_MINIMUM", 2),
     }
 
 

@@ -72,11 +72,14 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA busy_timeout = 5000")
+        cursor.execute("PRAGMA busy_timeout = 10000")
         cursor.close()
 
 
 @event.listens_for(Engine, "begin")
 def _sqlite_on_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: concurrent writers then wait their turn (up to
+    # busy_timeout) instead of one failing at once with "database is locked" when both try to
+    # upgrade a read lock. SQLite is for development and tests; production uses PostgreSQL.
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

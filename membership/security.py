@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
 from flask import Flask, Response
 from flask_login import current_user
 
 
-def content_security_policy(extra_script: str = "", extra_connect: str = "") -> str:
+def stripe_sources(config: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Extra (script, connect, frame) sources for Stripe.js: none unless Stripe is configured."""
+    if not config.get("STRIPE_SECRET_KEY"):
+        return "", "", ""
+    base = config.get("STRIPE_API_BASE", "")
+    if base:  # an offline stand-in such as localstripe serves its own Stripe.js
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+        return f" {origin}", f" {origin}", ""
+    return (
+        " https://js.stripe.com",
+        " https://api.stripe.com",
+        " https://js.stripe.com https://hooks.stripe.com",
+    )
+
+
+def content_security_policy(
+    extra_script: str = "", extra_connect: str = "", frame: str = ""
+) -> str:
     return "; ".join(
         [
             "default-src 'self'",
             f"script-src 'self'{extra_script}",
             f"connect-src 'self'{extra_connect}",
+            "frame-src " + (frame.strip() or "'none'"),
             "style-src 'self'",
             "img-src 'self' data:",
             "font-src 'self'",
@@ -24,7 +46,7 @@ def content_security_policy(extra_script: str = "", extra_connect: str = "") -> 
 
 
 def init_app(app: Flask) -> None:
-    policy = content_security_policy()
+    policy = content_security_policy(*stripe_sources(app.config))
     hsts = not app.config["DEVELOPMENT"] and not app.config["TESTING"]
 
     @app.after_request

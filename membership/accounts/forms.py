@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
 from membership.accounts import rules
+from membership.forms import Form
 
 
 class NormalisedEmail:
     """Validate an email address and replace the field's data by its normalised form."""
 
-    def __call__(self, form: FlaskForm, field: Any) -> None:
+    def __call__(self, form: Form, field: Any) -> None:
         try:
             field.data = rules.normalise_email(field.data or "")
         except rules.InvalidEmail as exc:
@@ -22,7 +22,7 @@ class NormalisedEmail:
 
 
 class DisplayName:
-    def __call__(self, form: FlaskForm, field: Any) -> None:
+    def __call__(self, form: Form, field: Any) -> None:
         try:
             field.data = rules.clean_display_name(field.data or "")
         except ValueError as exc:
@@ -35,7 +35,7 @@ class NewPassword:
     def __init__(self, email_field: str | None = None) -> None:
         self.email_field = email_field
 
-    def __call__(self, form: FlaskForm, field: Any) -> None:
+    def __call__(self, form: Form, field: Any) -> None:
         email = None
         if self.email_field is not None:
             email = form[self.email_field].data
@@ -83,24 +83,24 @@ def _display_name_field() -> StringField:
     )
 
 
-class SignupForm(FlaskForm):
+class SignupForm(Form):
     display_name = _display_name_field()
     email = _email_field()
     password = _new_password("Password", email_field="email")
     next = HiddenField()
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = _email_field()
     password = _current_password("Password")
     next = HiddenField()
 
 
-class ForgotPasswordForm(FlaskForm):
+class ForgotPasswordForm(Form):
     email = _email_field()
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(Form):
     password = _new_password("New password")
 
     def __init__(self, *args: Any, account_email: str | None = None, **kwargs: Any) -> None:
@@ -108,16 +108,16 @@ class ResetPasswordForm(FlaskForm):
         self.account_email = account_email
 
 
-class DisplayNameForm(FlaskForm):
+class DisplayNameForm(Form):
     display_name = _display_name_field()
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(Form):
     email = _email_field("New email address")
     password = _current_password("Your password, to confirm the change")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = _current_password()
     new_password = _new_password("New password")
 
@@ -126,7 +126,7 @@ class ChangePasswordForm(FlaskForm):
         self.account_email = account_email
 
 
-class DeleteAccountForm(FlaskForm):
+class DeleteAccountForm(Form):
     password = _current_password()
     confirm = BooleanField(
         "I understand that this cannot be undone",
@@ -134,5 +134,5 @@ class DeleteAccountForm(FlaskForm):
     )
 
 
-class ButtonForm(FlaskForm):
+class ButtonForm(Form):
     """A form with only a button (and its CSRF token): logout, resend confirmation."""

@@ -51,6 +51,7 @@ class Member(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     login_sessions: Mapped[list[LoginSession]] = relationship(
         back_populates="member", cascade="all, delete-orphan", passive_deletes=True

@@ -71,8 +71,11 @@ def clean_display_name(raw: str) -> str:
         raise ValueError("Enter the name you want us to use.")
     if len(name) > DISPLAY_NAME_MAX_LENGTH:
         raise ValueError(f"Use at most {DISPLAY_NAME_MAX_LENGTH} characters.")
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in name):
+    # Control, format (zero-width, bidi overrides), surrogate, private and unassigned characters.
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in name):
         raise ValueError("The name contains characters that cannot be shown.")
+    if not any(unicodedata.category(ch)[0] in "LNSP" for ch in name):
+        raise ValueError("Enter the name you want us to use.")
     return name
 
 

@@ -280,9 +280,24 @@ def request_password_reset(session: Session, email: str) -> None:
     )
 
 
+INVITATION_MAX_AGE = 14 * 24 * 3600
+
+
+def password_setup_link(member: Member) -> str:
+    """A link for a member we created (e.g. from a Stripe subscription) to choose a password.
+
+    It is a reset link that stays valid for two weeks instead of an hour.
+    """
+    token = _make_token("reset", {"m": member.id, "p": _password_fingerprint(member), "i": 1})
+    return _link(f"/account/reset/{token}")
+
+
 def member_for_reset(session: Session, token: str) -> Member:
     """The member a reset link belongs to, if the link is genuine, recent and unused."""
-    payload = _read_token("reset", token, current_app.config["RESET_PASSWORD_MAX_AGE"])
+    payload = _read_token("reset", token, INVITATION_MAX_AGE)
+    if payload.get("i") != 1:
+        # Ordinary reset links live much shorter than invitations.
+        payload = _read_token("reset", token, current_app.config["RESET_PASSWORD_MAX_AGE"])
     member = _live_member(session, payload.get("m"))
     if member is None or payload.get("p") != _password_fingerprint(member):
         raise LinkInvalid("This link has already been used or is not valid any more.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -41,6 +42,23 @@ def load_member(member_id: str) -> Member | None:
     return service.member_for_login_session(db.session, member_id, session.get(AUTH_TOKEN_KEY))
 
 
+@login_manager.unauthorized_handler
+def ask_to_log_in() -> BaseResponse:
+    """Send anonymous visitors to the login page, and back afterwards.
+
+    Only a page can be come back to: after a form was posted, the reader returns to the page
+    the form was on (when it is ours), not to the form's POST-only address.
+    """
+    if request.method in ("GET", "HEAD"):
+        target = request.full_path.rstrip("?")
+    else:
+        referrer = urlsplit(request.referrer or "")
+        same_site = referrer.netloc in ("", request.host)
+        target = referrer.path if same_site and referrer.path else None
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(url_for("accounts.login", next=safe_next(target)))
+
+
 @bp.after_request
 def never_cache(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
@@ -71,7 +89,7 @@ def _log_in(member: Member) -> None:
 
 
 def _after_login_target(raw_next: str | None) -> str:
-    return safe_next(raw_next) or url_for("accounts.overview")
+    return safe_next(raw_next) or url_for("billing.membership")
 
 
 # --- signup, login, logout -------------------------------------------------------------------
@@ -81,7 +99,7 @@ def _after_login_target(raw_next: str | None) -> str:
 @limiter.limit(SIGNUP_LIMIT, methods=["POST"])
 def signup() -> Any:
     if current_user.is_authenticated:
-        return redirect(url_for("accounts.overview"))
+        return redirect(url_for("billing.membership"))
     form = forms.SignupForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         try:

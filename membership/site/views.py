@@ -17,11 +17,6 @@ def home() -> str:
     return render_template("site/home.html")
 
 
-@bp.get("/support")
-def support() -> str:
-    return render_template("site/support.html")
-
-
 @bp.get("/vote")
 def vote() -> str:
     return render_template("site/vote.html")

@@ -16,9 +16,8 @@ def _differences(connection: sa.Connection) -> list:
     return compare_metadata(context, db.metadata)
 
 
-def test_the_migrated_database_matches_the_models(app, db_session):
-    with app.app_context(), db.engine.connect() as connection:
-        assert _differences(connection) == []
+def test_the_migrated_database_matches_the_models(db_session):
+    assert _differences(db_session.connection()) == []
 
 
 def test_migrations_go_down_to_nothing_and_up_again(tmp_path):

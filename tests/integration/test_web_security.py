@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import flask_migrate
 import pytest
 from sqlalchemy import func, select
 
@@ -143,13 +144,17 @@ def redis_url(app):
 
 
 def test_with_redis_url_the_limits_live_in_redis_for_every_process(
-    redis_url, database_url, smtp_server, db_session
+    redis_url, database_url, smtp_server, db_session, tmp_path
 ):
     import redis
 
-    settings = settings_for_tests(database_url, smtp_server[0].port)
+    # Its own database on SQLite: the test's open transaction holds SQLite's write lock.
+    own = database_url if database_url.startswith("postgresql") else f"sqlite:///{tmp_path}/r.db"
+    settings = settings_for_tests(own, smtp_server[0].port)
     settings.pop("RATELIMIT_STORAGE_URI")
     app = create_app({**settings, "REDIS_URL": redis_url})
+    with app.app_context():
+        flask_migrate.upgrade()
     store = redis.Redis.from_url(redis_url)
     store.flushdb()
     app.test_client_class = CsrfClient

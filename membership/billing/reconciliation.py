@@ -1,0 +1,104 @@
+"""Repair drift between Stripe and our tables, e.g. after lost webhooks. Safe to run any time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from membership.billing import sync, webhooks
+from membership.billing.gateway import StripeGateway
+from membership.billing.models import Subscription, WebhookEvent
+
+Progress = Callable[[str, Iterable[Any]], Iterator[Any]]
+
+
+def _no_progress(label: str, items: Iterable[Any]) -> Iterator[Any]:
+    yield from items
+
+
+@dataclass
+class Report:
+    subscriptions: int = 0
+    events: int = 0
+    changes: list[str] = field(default_factory=list)
+
+
+def _snapshot(subscription: Subscription | None) -> tuple[Any, ...] | None:
+    if subscription is None:
+        return None
+    return (
+        subscription.status,
+        subscription.price_id,
+        subscription.cancel_at_period_end,
+        subscription.current_period_end,
+        subscription.pause_requested,
+        subscription.member_id,
+    )
+
+
+def reconcile(
+    session: Session,
+    gateway: StripeGateway,
+    *,
+    events_since: datetime,
+    progress: Progress = _no_progress,
+) -> Report:
+    """Walk every Stripe subscription and apply it; then store and process recent events we
+    never received. Commits after each item, so an interrupted run keeps what it repaired."""
+    report = Report()
+    seen: set[str] = set()
+    for data in progress("Subscriptions", gateway.iter_subscriptions()):
+        report.subscriptions += 1
+        seen.add(data["id"])
+        before = _snapshot(_ours(session, data["id"]))
+        subscription = sync.apply_subscription(
+            session, data, reason="reconcile", customer=data.get("customer")
+        )
+        after = _snapshot(subscription)
+        if subscription is not None and before != after:
+            verb = "added" if before is None else "repaired"
+            report.changes.append(
+                f"{verb} subscription {data['id']} (member {subscription.member_id}): "
+                f"{subscription.status.value}"
+            )
+        session.commit()
+
+    # Ours but not listed by Stripe (deleted long ago, or listed under another account).
+    missing = session.scalars(
+        select(Subscription.stripe_subscription_id).where(Subscription.live)
+    ).all()
+    for stripe_id in [s for s in missing if s not in seen]:
+        data = gateway.get_subscription_for_sync(stripe_id)
+        subscription = sync.apply_subscription(session, data, reason="reconcile")
+        report.changes.append(f"refreshed subscription {stripe_id}: {data.get('status')}")
+        session.commit()
+
+    for event in progress("Recent events", _recent_events(gateway, events_since)):
+        report.events += 1
+        known = session.scalar(
+            select(WebhookEvent.id).where(WebhookEvent.stripe_event_id == event["id"])
+        )
+        if known is None:
+            result = webhooks.receive(session, gateway, event)
+            report.changes.append(f"event {event['id']} ({event.get('type')}): {result.value}")
+    return report
+
+
+def _ours(session: Session, stripe_id: str) -> Subscription | None:
+    return session.scalar(
+        select(Subscription).where(Subscription.stripe_subscription_id == stripe_id)
+    )
+
+
+def _recent_events(gateway: StripeGateway, since: datetime) -> Iterator[dict[str, Any]]:
+    cutoff = int(since.timestamp())
+    for event in gateway.iter_events():
+        created = event.get("created")
+        if isinstance(created, int) and created < cutoff:
+            break  # Stripe lists newest first
+        yield event

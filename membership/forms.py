@@ -1,0 +1,24 @@
+"""The base class for every HTML form in the app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto  # Flask-WTF's marker for "read the current request"
+
+
+class Form(FlaskForm):
+    """A FlaskForm that reads only the urlencoded or multipart *text* fields of a request.
+
+    Flask-WTF would also feed uploaded files and JSON bodies into the fields, so a text field
+    could receive a file object or a number. Our forms take text; anything else is simply
+    missing, and the form answers with its usual messages.
+    """
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if formdata is _Auto:
+                return request.form if form.is_submitted() else None
+            return formdata
