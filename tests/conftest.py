@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -127,6 +132,61 @@ def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
     return box
 
 
+# --- Stripe: localstripe as a real server process ---------------------------------------------
+
+WEBHOOK_SECRET = "whsec_test_suite"
+
+
+@dataclass
+class LocalStripe:
+    base_url: str
+
+    def flush(self) -> None:
+        """Forget every object (webhook registrations stay)."""
+        request = urllib.request.Request(f"{self.base_url}/_config/data", method="DELETE")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def register_webhook(self, url: str, secret: str = WEBHOOK_SECRET) -> None:
+        data = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
+        request = urllib.request.Request(f"{self.base_url}/_config/webhooks/tests", data=data)
+        urllib.request.urlopen(request, timeout=5).close()
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[LocalStripe]:
+    """localstripe on 127.0.0.1 and a free port, for the whole test session."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.localstripe_server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = LocalStripe(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{server.base_url}/js.stripe.com/v3/", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("localstripe did not start")
+            time.sleep(0.05)
+    yield server
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def stripe_settings(localstripe: LocalStripe) -> dict[str, Any]:
+    return {
+        "STRIPE_SECRET_KEY": "sk_test_suite",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_suite",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": localstripe.base_url,
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
+    }
+
+
 # --- database and app -------------------------------------------------------------------------
 
 
@@ -173,8 +233,12 @@ def settings_for_tests(database_url: str, smtp_port: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str, smtp_server: tuple[Controller, Mailbox]) -> Iterator[Flask]:
-    application = create_app(settings_for_tests(database_url, smtp_server[0].port))
+def app(
+    database_url: str, smtp_server: tuple[Controller, Mailbox], localstripe: LocalStripe
+) -> Iterator[Flask]:
+    application = create_app(
+        {**settings_for_tests(database_url, smtp_server[0].port), **stripe_settings(localstripe)}
+    )
     with application.app_context():
         flask_migrate.upgrade()
     yield application
@@ -302,3 +366,38 @@ def deliver(app: Flask, db_session: Any) -> Any:
             return deliver_pending(db.session)
 
     return run
+
+
+# --- billing ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stripe(app: Flask, localstripe: LocalStripe) -> Iterator[Any]:
+    """The app's Stripe gateway, talking to an emptied localstripe."""
+    from membership.billing import get_gateway
+
+    localstripe.flush()
+    with app.app_context():
+        yield get_gateway()
+
+
+@pytest.fixture
+def catalog(db_session: Any, stripe: Any) -> dict[str, Any]:
+    """The demo tiers (Reader, Insider, Co-creator in EUR, USD, GBP), synced to localstripe."""
+    from membership.billing import service as billing
+    from membership.billing.models import Tier
+    from membership.billing.rules import Interval
+    from membership.cli import DEMO_TIERS
+
+    tiers = {}
+    for position, (slug, name, description, prices) in enumerate(DEMO_TIERS):
+        tier = Tier(slug=slug, name=name, description=description, position=position)
+        db_session.add(tier)
+        db_session.flush()
+        for currency, (monthly, yearly) in prices.items():
+            billing.set_price(db_session, tier, Interval.MONTH, currency, monthly)
+            billing.set_price(db_session, tier, Interval.YEAR, currency, yearly)
+        tiers[slug] = tier
+    billing.sync_catalog(db_session, stripe)
+    db_session.commit()
+    return tiers

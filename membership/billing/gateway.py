@@ -180,7 +180,7 @@ class StripeGateway:
         return self._call(
             self._v1.subscriptions.retrieve,
             subscription_id,
-            expand=["latest_invoice.payment_intent", "default_payment_method"],
+            expand=["latest_invoice.payment_intent"],
         )
 
     def get_subscription_for_sync(self, subscription_id: str) -> Json:

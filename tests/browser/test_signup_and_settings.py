@@ -40,10 +40,14 @@ def test_a_new_reader_signs_up_confirms_logs_in_renames_and_logs_out(
     expect(page.get_by_text("Thank you, your email address is confirmed.")).to_be_visible()
 
     log_in(page, email)
-    expect(page).to_have_url(f"{live_server.url}/account/")
+    expect(page).to_have_url(f"{live_server.url}/membership")
     expect(page).to_have_title("My membership · Test Newsroom")
     expect(page.get_by_role("heading", name="My membership", level=1)).to_be_visible()
     expect(page.get_by_text("Welcome back, Ada Reader.")).to_be_visible()
+    expect(page.get_by_role("heading", name="You are not a patron yet")).to_be_visible()
+
+    page.get_by_role("link", name="Account settings").click()
+    expect(page).to_have_title("Account settings · Test Newsroom")
     email_card = page.locator("section", has=page.get_by_role("heading", name="Email address"))
     expect(email_card).to_contain_text(f"Now: {email} (confirmed)")
     expect(page.get_by_text("Please confirm your email address")).to_have_count(0)

@@ -50,7 +50,7 @@ def test_a_visitor_is_asked_to_log_in_and_then_taken_back_to_the_staff_area(
     live_server.add_staff(email)
 
     page.goto("/staff/")
-    expect(page).to_have_url(f"{live_server.url}/account/login?next=%2Fstaff%2F")
+    expect(page).to_have_url(f"{live_server.url}/account/login?next=/staff/")
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     expect(page.get_by_text("Please log in to see that page.")).to_be_visible()
 

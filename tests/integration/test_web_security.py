@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from membership import create_app
 from membership.accounts.models import Member
-from membership.extensions import limiter
+from membership.extensions import db, limiter
 from tests.conftest import PASSWORD, CsrfClient, settings_for_tests, skip_or_fail
 
 
@@ -165,4 +165,6 @@ def test_with_redis_url_the_limits_live_in_redis_for_every_process(
     ]
     assert [response.status_code for response in statuses] == [302, 302, 302, 429]
     assert store.dbsize() > 0, "the counters are in Redis, where every process sees them"
+    with app.app_context():
+        db.engine.dispose()
     assert any(b"reset" in key or b"LIMITER" in key for key in store.keys("*"))
