@@ -372,13 +372,16 @@ def deliver(app: Flask, db_session: Any) -> Any:
 
 
 @pytest.fixture
-def stripe(app: Flask, localstripe: LocalStripe) -> Iterator[Any]:
-    """The app's Stripe gateway, talking to an emptied localstripe."""
+def stripe(app: Flask, localstripe: LocalStripe) -> Any:
+    """The app's Stripe gateway, talking to an emptied localstripe.
+
+    No app context stays pushed (requests would share its ``g``); the gateway needs none.
+    """
     from membership.billing import get_gateway
 
     localstripe.flush()
     with app.app_context():
-        yield get_gateway()
+        return get_gateway()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -456,14 +457,23 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def delete_account(session: Session, member: Member, *, password: str) -> None:
+def delete_account(
+    session: Session,
+    member: Member,
+    *,
+    password: str,
+    before: Callable[[Member], None] | None = None,
+) -> None:
     """Delete the member's personal data, keeping an anonymous row for bookkeeping.
 
-    The row stays so that records the newsroom must keep (payments, once there are any) still
-    point somewhere; everything that identifies the person is removed.
+    The row stays so that records the newsroom must keep (payments) still point somewhere;
+    everything that identifies the person is removed. ``before`` runs once the password is
+    checked (billing uses it to stop any subscription); if it raises, nothing is deleted.
     """
     if not check_password(member, password):
         raise AccountError("That is not your current password.", field="password")
+    if before is not None:
+        before(member)
     anonymise(session, member)
 
 

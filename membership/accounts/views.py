@@ -24,6 +24,9 @@ from membership.accounts import forms, service
 from membership.accounts.access import login_required
 from membership.accounts.models import Member
 from membership.accounts.rules import safe_next
+from membership.billing import get_gateway
+from membership.billing import service as billing
+from membership.billing.gateway import GatewayError
 from membership.extensions import db, limiter, login_manager
 
 bp = Blueprint("accounts", __name__, url_prefix="/account")
@@ -327,6 +330,7 @@ def change_password() -> Any:
 @login_required
 def export() -> Response:
     data = service.export_data(db.session, current_user)
+    data["membership"] = billing.export_data(db.session, current_user)
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
@@ -340,9 +344,20 @@ def delete() -> Any:
     form = forms.DeleteAccountForm()
     if form.validate_on_submit():
         try:
-            service.delete_account(db.session, current_user, password=form.password.data)
+            service.delete_account(
+                db.session,
+                current_user,
+                password=form.password.data,
+                before=lambda member: billing.stop_billing(db.session, get_gateway(), member),
+            )
         except service.AccountError as error:
             _apply_error(form, error)
+        except GatewayError:
+            db.session.rollback()
+            form.form_errors.append(
+                "We could not stop your membership payments just now, so nothing was deleted. "
+                "Please try again in a few minutes."
+            )
         else:
             db.session.commit()
             logout_user()

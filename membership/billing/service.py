@@ -590,3 +590,55 @@ def card_summary(gateway: StripeGateway, member: Member) -> str | None:
     card = data.get("card") or {}
     brand = str(card.get("brand") or "Card").title()
     return f"{brand} ending {card.get('last4', '????')}"
+
+
+# --- my data --------------------------------------------------------------------------------------
+
+
+def stop_billing(session: Session, gateway: StripeGateway, member: Member) -> None:
+    """Before an account is deleted: end any live subscription now, so no charge follows."""
+    for subscription in session.scalars(
+        select(Subscription).where(Subscription.member_id == member.id, Subscription.live)
+    ):
+        data = gateway.cancel_now(subscription.stripe_subscription_id)
+        sync.apply_subscription(session, data, reason="account deleted")
+    # Gifts made before the account existed carry the address for their receipts.
+    for gift in session.scalars(select(Payment).where(Payment.email == member.email)):
+        gift.email = None
+
+
+def export_data(session: Session, member: Member) -> dict[str, Any]:
+    """The member's subscriptions and payments, for "download my data"."""
+    subscriptions = session.scalars(
+        select(Subscription).where(Subscription.member_id == member.id).order_by(Subscription.id)
+    ).all()
+    payments = session.scalars(
+        select(Payment).where(Payment.member_id == member.id).order_by(Payment.id)
+    ).all()
+    return {
+        "stripe_customer_id": member.stripe_customer_id,
+        "subscriptions": [
+            {
+                "tier": s.price.tier.name,
+                "amount": s.price.amount,
+                "currency": s.price.currency,
+                "interval": s.price.interval.value,
+                "status": s.status.value,
+                "started_at": s.started_at.isoformat(),
+                "ended_at": s.ended_at.isoformat() if s.ended_at else None,
+                "cancel_reason": s.cancel_reason,
+            }
+            for s in subscriptions
+        ],
+        "payments": [
+            {
+                "kind": p.kind.value,
+                "status": p.status.value,
+                "amount": p.amount,
+                "currency": p.currency,
+                "amount_refunded": p.amount_refunded,
+                "paid_at": p.paid_at.isoformat() if p.paid_at else None,
+            }
+            for p in payments
+        ],
+    }

@@ -78,3 +78,64 @@ def test_the_address_of_a_deleted_account_can_sign_up_again(client, make_member,
     )
     assert response.status_code == 302
     assert db_session.scalar(select(Member).where(Member.email == "return@example.org")) is not None
+
+
+def _make_patron(app, db_session, stripe, member, price):
+    """A live subscription for the member, made through the gateway as the card step would."""
+    from membership.billing import service as billing
+    from membership.billing import sync
+
+    with app.app_context():
+        subscription = _subscribe(billing, sync, db_session, stripe, member, price)
+        return subscription.stripe_subscription_id, subscription.status.value
+
+
+def _subscribe(billing, sync, db_session, stripe, member, price):
+    customer = billing.ensure_customer(db_session, stripe, member)
+    stripe.use_card(customer, "pm_card_visa")
+    data = stripe.create_subscription(
+        customer_id=customer,
+        plan_id=price.stripe_plan_id,
+        member_id=member.id,
+        idempotency_key=f"test-{member.id}",
+    )
+    subscription = sync.apply_subscription(db_session, data, reason="test")
+    db_session.commit()
+    return subscription
+
+
+def test_deleting_a_patrons_account_stops_the_subscription_in_stripe(
+    app, client, make_member, login, db_session, stripe, catalog
+):
+    from membership.billing.rules import Interval
+
+    member = make_member("patron.leaving@example.org")
+    price = catalog["insider"].listed_price(Interval.MONTH, "EUR")
+    stripe_id, status = _make_patron(app, db_session, stripe, member, price)
+    assert status == "active"
+    login(member)
+
+    response = client.submit(
+        "/account/delete", {"password": PASSWORD, "confirm": "y"}, token_page="/account/delete"
+    )
+    assert response.status_code == 302
+    remote = stripe.get_subscription(stripe_id)
+    assert remote["status"] == "canceled", "no further charge after the account is gone"
+    db_session.expire_all()
+    assert db_session.get(Member, member.id).deleted_at is not None
+
+
+def test_my_data_includes_subscriptions_and_payments(
+    app, client, make_member, login, db_session, stripe, catalog
+):
+    from membership.billing.rules import Interval
+
+    member = make_member("patron.data@example.org")
+    _make_patron(
+        app, db_session, stripe, member, catalog["reader"].listed_price(Interval.YEAR, "GBP")
+    )
+    login(member)
+    data = json.loads(client.get("/account/export").get_data(as_text=True))
+    (subscription,) = data["membership"]["subscriptions"]
+    assert subscription["tier"] == "Reader" and subscription["interval"] == "year"
+    assert subscription["amount"] == 4000 and subscription["currency"] == "GBP"
