@@ -86,6 +86,7 @@ class Price(db.Model):
     stripe_plan_id: Mapped[str] = mapped_column(String(120), unique=True)
     listed: Mapped[bool] = mapped_column(default=True)
     synced_at: Mapped[datetime | None]
+    archived_at: Mapped[datetime | None]  # when the Stripe price was archived (replaced)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tier: Mapped[Tier] = relationship(back_populates="prices")

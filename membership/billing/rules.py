@@ -93,6 +93,14 @@ def parse_amount(text: str, currency: str) -> int:
     return int(minor)
 
 
+def amount_text(amount: int, currency: str) -> str:
+    """An amount as a reader would type it: ``amount_text(750, "EUR") == "7.50"``."""
+    factor = minor_units(currency)
+    if factor == 1 or amount % factor == 0:
+        return str(amount // factor)
+    return f"{Decimal(amount) / factor:.2f}"
+
+
 def format_money(amount: int, currency: str) -> str:
     """``format_money(750, "EUR") == "€7.50"``; whole amounts drop the decimals."""
     currency = currency.upper()

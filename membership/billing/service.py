@@ -7,6 +7,7 @@ gateway failure raises before anything is flushed, so nothing half-made is ever 
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,54 @@ def set_price(
     return price
 
 
+@dataclass
+class TierFields:
+    name: str
+    description: str
+    position: int
+    trial_days: int
+    active: bool
+
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def save_tier(
+    session: Session,
+    tier: Tier | None,
+    fields: TierFields,
+    prices: dict[tuple[Interval, str], int],
+    slug: str | None = None,
+) -> Tier:
+    """Create or update a tier and the prices it offers (staff).
+
+    ``prices`` maps (interval, currency) to an amount in minor units; a combination left out
+    stops being offered (patrons who pay it keep paying it).
+    """
+    if tier is None:
+        if not slug or not SLUG_PATTERN.match(slug) or len(slug) > 40:
+            raise BillingError(
+                "Use lower-case letters, digits and dashes, like co-creator.", "slug"
+            )
+        if session.scalar(select(Tier.id).where(Tier.slug == slug)) is not None:
+            raise BillingError("Another tier already uses that short name.", "slug")
+        tier = Tier(slug=slug)
+        session.add(tier)
+    tier.name = fields.name
+    tier.description = fields.description
+    tier.position = fields.position
+    tier.trial_days = fields.trial_days
+    tier.active = fields.active
+    session.flush()
+    for (interval, currency), amount in prices.items():
+        set_price(session, tier, interval, currency, amount)
+    for price in list(tier.prices):
+        if price.listed and (price.interval, price.currency) not in prices:
+            price.listed = False
+    session.flush()
+    return tier
+
+
 def sync_catalog(session: Session, gateway: StripeGateway) -> list[str]:
     """Create in Stripe every product and plan we have; archive replaced ones. Idempotent."""
     done: list[str] = []
@@ -103,10 +152,10 @@ def sync_catalog(session: Session, gateway: StripeGateway) -> list[str]:
                 )
                 price.synced_at = utcnow()
                 done.append(f"created {price.stripe_plan_id}")
-            elif not price.listed and _is_replaced(session, price):
-                plan = gateway.archive_plan(price.stripe_plan_id)
-                if plan.get("active") is False:
-                    done.append(f"archived {price.stripe_plan_id}")
+            elif not price.listed and price.archived_at is None and _is_replaced(session, price):
+                gateway.archive_plan(price.stripe_plan_id)
+                price.archived_at = utcnow()
+                done.append(f"archived {price.stripe_plan_id}")
     session.flush()
     return done
 
@@ -298,6 +347,7 @@ def subscribe(
 
     customer = ensure_customer(session, gateway, member)
     _card_from_setup(session, gateway, member, setup_intent_id)
+    _ensure_plan(session, gateway, attempt.price)
     tries = session.scalar(
         select(func.count()).select_from(Subscription).where(Subscription.member_id == member.id)
     )
@@ -315,6 +365,23 @@ def subscribe(
     _record_first_invoice(session, data)
     session.flush()
     return _outcome_from(data)
+
+
+def _ensure_plan(session: Session, gateway: StripeGateway, price: Price) -> None:
+    """A pay-what-you-want price is made when a reader picks it: create its Stripe plan first
+    (listed prices are created by ``billing sync-catalog``)."""
+    if price.synced_at is not None:
+        return
+    product_id = sync.PRODUCT_PREFIX + price.tier.slug
+    gateway.ensure_product(product_id, price.tier.name)
+    gateway.ensure_plan(
+        price.stripe_plan_id,
+        product_id=product_id,
+        amount=price.amount,
+        currency=price.currency,
+        interval=price.interval.value,
+    )
+    price.synced_at = utcnow()
 
 
 def _record_first_invoice(session: Session, data: Json) -> None:

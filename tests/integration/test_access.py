@@ -49,6 +49,8 @@ ACCESS: dict[str, str] = {
     "accounts.export": MEMBER,
     "accounts.delete": MEMBER,
     "staff.dashboard": STAFF,
+    "staff.tiers": STAFF,
+    "staff.tier": STAFF,
     "billing.support": PUBLIC,
     "billing.give": PUBLIC,
     "billing.gift_card": TOKEN,
