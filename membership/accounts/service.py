@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -132,7 +133,14 @@ def find_by_email(session: Session, email: str) -> Member | None:
     return session.scalar(select(Member).where(Member.email == email, Member.deleted_at.is_(None)))
 
 
-def signup(session: Session, *, email: str, password: str, display_name: str) -> Member | None:
+def signup(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    next_path: str | None = None,
+) -> Member | None:
     """Create an unconfirmed reader account and email a confirmation link.
 
     If the address already has an account, nothing is created and its owner is told by email
@@ -152,7 +160,7 @@ def signup(session: Session, *, email: str, password: str, display_name: str) ->
         except IntegrityError:
             existing = find_by_email(session, email)  # a concurrent signup won the race
         else:
-            send_confirmation(session, member)
+            send_confirmation(session, member, next_path=next_path)
             return member
     if existing is not None:
         queue_email(
@@ -168,9 +176,14 @@ def signup(session: Session, *, email: str, password: str, display_name: str) ->
     return None
 
 
-def send_confirmation(session: Session, member: Member) -> None:
-    """Email a link that confirms the member's current address."""
+def send_confirmation(session: Session, member: Member, next_path: str | None = None) -> None:
+    """Email a link that confirms the member's current address.
+
+    ``next_path`` (a local path, already checked) is where the reader was going, e.g. the tier
+    they chose: the link takes them back there after confirming and logging in.
+    """
     token = _make_token("confirm", {"m": member.id, "e": member.email})
+    query = f"?{urlencode({'next': next_path})}" if next_path else ""
     queue_email(
         session,
         to=member.email,
@@ -178,7 +191,7 @@ def send_confirmation(session: Session, member: Member) -> None:
         template="confirm_email",
         subject="Confirm your email address",
         member=member,
-        confirm_url=_link(f"/account/confirm/{token}"),
+        confirm_url=_link(f"/account/confirm/{token}{query}"),
         valid_days=current_app.config["CONFIRM_EMAIL_MAX_AGE"] // 86400,
     )
 

@@ -111,6 +111,7 @@ def signup() -> Any:
                 email=form.email.data,
                 password=form.password.data,
                 display_name=form.display_name.data,
+                next_path=safe_next(form.next.data),
             )
         except service.AccountError as error:
             _apply_error(form, error)
@@ -161,14 +162,15 @@ def logout() -> BaseResponse:
 def confirm(token: str) -> Any:
     """The link from the email shows a button; the POST confirms (mail scanners follow links)."""
     form = forms.ButtonForm()
+    next_path = safe_next(request.args.get("next"))
     try:
         if form.validate_on_submit():
             member = service.confirm_email(db.session, token)
             db.session.commit()
             flash("Thank you, your email address is confirmed.", "success")
             if current_user.is_authenticated:
-                return redirect(url_for("accounts.overview"))
-            return redirect(url_for("accounts.login"))
+                return redirect(next_path or url_for("billing.membership"))
+            return redirect(url_for("accounts.login", next=next_path))
         member = service.confirm_email_preview(db.session, token)
     except service.AccountError as error:
         return render_template("accounts/link_problem.html", error=error, kind="confirm"), 400

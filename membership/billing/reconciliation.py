@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from membership.billing import sync, webhooks
 from membership.billing.gateway import StripeGateway
-from membership.billing.models import Subscription, WebhookEvent
+from membership.billing.models import Payment, PaymentStatus, Subscription, WebhookEvent
 
 Progress = Callable[[str, Iterable[Any]], Iterator[Any]]
 
@@ -66,6 +66,8 @@ def reconcile(
                 f"{verb} subscription {data['id']} (member {subscription.member_id}): "
                 f"{subscription.status.value}"
             )
+        if subscription is not None:
+            _repair_payments(session, gateway, data, report)
         session.commit()
 
     # Ours but not listed by Stripe (deleted long ago, or listed under another account).
@@ -87,6 +89,37 @@ def reconcile(
             result = webhooks.receive(session, gateway, event)
             report.changes.append(f"event {event['id']} ({event.get('type')}): {result.value}")
     return report
+
+
+def _repair_payments(
+    session: Session, gateway: StripeGateway, data: dict[str, Any], report: Report
+) -> None:
+    """Record the subscription's paid or failed invoices that our ledger lacks or has stale.
+
+    Their events may have been processed long ago (so replaying events cannot help) while the
+    payment row was lost; only invoices that disagree with the ledger are fetched in full.
+    """
+    customer_id = sync._id(data.get("customer"))
+    if not customer_id:
+        return
+    for listed in gateway.list_invoices(customer_id):
+        if sync.invoice_subscription_id(listed) != data["id"]:
+            continue
+        paid = listed.get("status") == "paid"
+        if not paid and not (listed.get("status") == "open" and listed.get("attempted")):
+            continue  # a draft, or void: nothing was paid or failed
+        known = session.scalar(select(Payment).where(Payment.stripe_invoice_id == listed["id"]))
+        before = known.status if known is not None else None
+        if before is (PaymentStatus.SUCCEEDED if paid else PaymentStatus.FAILED):
+            continue  # the ledger already agrees
+        invoice = gateway.get_invoice_for_sync(listed["id"])
+        payment = sync.apply_invoice(session, invoice, reason="reconcile")
+        if payment is not None and payment.status is not before:
+            verb = "recorded" if before is None else "repaired"
+            report.changes.append(
+                f"{verb} payment for invoice {listed['id']} (member {payment.member_id}): "
+                f"{payment.status.value}"
+            )
 
 
 def _ours(session: Session, stripe_id: str) -> Subscription | None:

@@ -347,6 +347,7 @@ def subscribe(
 
     customer = ensure_customer(session, gateway, member)
     _card_from_setup(session, gateway, member, setup_intent_id)
+    _end_abandoned_joins(session, gateway, member)
     _ensure_plan(session, gateway, attempt.price)
     tries = session.scalar(
         select(func.count()).select_from(Subscription).where(Subscription.member_id == member.id)
@@ -365,6 +366,28 @@ def subscribe(
     _record_first_invoice(session, data)
     session.flush()
     return _outcome_from(data)
+
+
+def _end_abandoned_joins(session: Session, gateway: StripeGateway, member: Member) -> None:
+    """End the incomplete subscription of an earlier join (first card declined, 3-D Secure
+    never finished) before starting another: one live subscription per member, and nobody is
+    charged later for a join they gave up."""
+    abandoned = session.scalars(
+        select(Subscription).where(
+            Subscription.member_id == member.id,
+            Subscription.live,
+            Subscription.status == SubscriptionStatus.INCOMPLETE,
+        )
+    ).all()
+    for subscription in abandoned:
+        data = gateway.get_subscription(subscription.stripe_subscription_id)
+        if data.get("status") == SubscriptionStatus.INCOMPLETE.value:
+            data = gateway.cancel_now(subscription.stripe_subscription_id)
+        sync.apply_subscription(session, data, reason="join abandoned for another")
+        if subscription.live:  # it was paid after all, in another tab
+            raise BillingError(
+                "You are already a patron: you can change your tier on My membership."
+            )
 
 
 def _ensure_plan(session: Session, gateway: StripeGateway, price: Price) -> None:

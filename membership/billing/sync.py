@@ -237,8 +237,10 @@ def apply_subscription(
         return subscription
     invited = None
     if subscription is None:
+        if price is None:
+            return None  # not one of our plans: never link or create a member for it
         owner = find_owner(session, customer or data.get("customer"), data)
-        if owner is None or price is None:
+        if owner is None:
             return None
         if owner.created:
             invited = owner.member
@@ -454,7 +456,9 @@ def _dunning_emails(
             fix_url=f"{base}/membership/card",
             grace_days=current_app.config["GRACE_PERIOD_DAYS"],
         )
-    elif payment.status is PaymentStatus.SUCCEEDED and was is PaymentStatus.FAILED:
+    elif payment.status is PaymentStatus.SUCCEEDED and was is PaymentStatus.FAILED and is_renewal:
+        # Only a renewal that failed is "back in order"; a first payment that needed a second
+        # card is just a new membership.
         queue_email(
             session,
             to=member.email,

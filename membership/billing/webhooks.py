@@ -70,8 +70,13 @@ def _store(session: Session, event: Json) -> WebhookEvent | None:
 
 def process(session: Session, gateway: StripeGateway, event_row_id: int) -> Delivery:
     """Apply one stored event in one transaction; on failure keep it with its error."""
+    # populate_existing: the row may already be in the session (loaded by _store before the
+    # lock was ours); without it the ORM keeps that stale copy and a duplicate is processed again.
     row = session.scalar(
-        select(WebhookEvent).where(WebhookEvent.id == event_row_id).with_for_update()
+        select(WebhookEvent)
+        .where(WebhookEvent.id == event_row_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None or row.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
         session.commit()
@@ -154,6 +159,10 @@ def _invoice_changed(session: Session, gateway: StripeGateway, obj: Json) -> boo
         return False  # not a subscription invoice
     invoice = gateway.get_invoice_for_sync(obj["id"])
     expanded = invoice.get("subscription")
+    if not isinstance(expanded, dict):
+        # API versions from 2025-03-31 cannot expand it (it moved to invoice.parent): fetch it.
+        subscription_id = sync.invoice_subscription_id(invoice)
+        expanded = gateway.get_subscription_for_sync(subscription_id) if subscription_id else None
     if isinstance(expanded, dict):
         sync.apply_subscription(
             session, expanded, reason="Stripe: invoice", customer=invoice.get("customer")

@@ -175,3 +175,18 @@ def test_signup_drops_a_next_that_leaves_the_site(client):
         token_page="/account/signup",
     )
     assert "evil" not in response.headers["Location"]
+
+
+def test_the_confirmation_link_takes_the_reader_back_to_the_tier_they_chose(client, mailbox):
+    choice = "/support/join?tier=2&interval=month&currency=EUR&amount="
+    client.submit(
+        "/account/signup",
+        {"email": "chooser@example.org", "password": PASSWORD, "display_name": "C", "next": choice},
+        token_page="/account/signup",
+    )
+    link = mailbox.link_in_last("chooser@example.org")
+    assert "next=" in link
+    confirmed = client.submit(link, token_page=link)
+    assert confirmed.status_code == 302
+    login_page = client.get(confirmed.headers["Location"]).get_data(as_text=True)
+    assert 'name="next" type="hidden" value="/support/join?tier=2&amp;interval=month' in login_page
