@@ -7,6 +7,7 @@ rolled back at the end; the app's own commits become savepoints inside it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -146,9 +147,24 @@ class LocalStripe:
         request = urllib.request.Request(f"{self.base_url}/_config/data", method="DELETE")
         urllib.request.urlopen(request, timeout=5).close()
 
-    def register_webhook(self, url: str, secret: str = WEBHOOK_SECRET) -> None:
-        data = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
-        request = urllib.request.Request(f"{self.base_url}/_config/webhooks/tests", data=data)
+    def register_webhook(
+        self,
+        url: str,
+        secret: str = WEBHOOK_SECRET,
+        *,
+        name: str = "tests",
+        events: list[str] | None = None,
+    ) -> None:
+        """Send events to ``url``. localstripe cannot forget a webhook: to stop one, register
+        the same ``name`` again with ``events=[]``."""
+        body: dict[str, Any] = {"url": url, "secret": secret}
+        if events is not None:
+            body["events"] = events
+        request = urllib.request.Request(
+            f"{self.base_url}/_config/webhooks/{name}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         urllib.request.urlopen(request, timeout=5).close()
 
 

@@ -111,8 +111,9 @@ class StripeGateway:
                 interval=interval,
             )
 
-    def archive_plan(self, plan_id: str) -> Json:
-        return self._call(self._v1.plans.update, plan_id, active=False)
+    def set_plan_active(self, plan_id: str, active: bool) -> Json:
+        """Archive a price (new subscriptions cannot use it) or offer it again."""
+        return self._call(self._v1.plans.update, plan_id, active=active)
 
     # --- customers and cards -----------------------------------------------------------------
 

@@ -86,7 +86,10 @@ class Price(db.Model):
     stripe_plan_id: Mapped[str] = mapped_column(String(120), unique=True)
     listed: Mapped[bool] = mapped_column(default=True)
     synced_at: Mapped[datetime | None]
-    archived_at: Mapped[datetime | None]  # when the Stripe price was archived (replaced)
+    # When staff stopped offering it (a new amount, or the combination removed). Pay-what-you-want
+    # prices are never listed and never retired: readers may pick the same amount again.
+    retired_at: Mapped[datetime | None]
+    archived_at: Mapped[datetime | None]  # when sync-catalog archived a retired price in Stripe
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tier: Mapped[Tier] = relationship(back_populates="prices")

@@ -68,6 +68,7 @@ def set_price(
         return current
     if current is not None:
         current.listed = False
+        current.retired_at = utcnow()
         session.flush()
     plan = rules.plan_id(tier.slug, interval, currency, amount)
     price = session.scalar(select(Price).where(Price.stripe_plan_id == plan))
@@ -83,6 +84,7 @@ def set_price(
         session.add(price)
     else:
         price.listed = True
+        price.retired_at = None
     session.flush()
     return price
 
@@ -131,6 +133,7 @@ def save_tier(
     for price in list(tier.prices):
         if price.listed and (price.interval, price.currency) not in prices:
             price.listed = False
+            price.retired_at = utcnow()
     session.flush()
     return tier
 
@@ -152,17 +155,16 @@ def sync_catalog(session: Session, gateway: StripeGateway) -> list[str]:
                 )
                 price.synced_at = utcnow()
                 done.append(f"created {price.stripe_plan_id}")
-            elif not price.listed and price.archived_at is None and _is_replaced(session, price):
-                gateway.archive_plan(price.stripe_plan_id)
+            elif price.retired_at is None and price.archived_at is not None:
+                gateway.set_plan_active(price.stripe_plan_id, True)  # offered again
+                price.archived_at = None
+                done.append(f"reactivated {price.stripe_plan_id}")
+            elif price.retired_at is not None and price.archived_at is None:
+                gateway.set_plan_active(price.stripe_plan_id, False)
                 price.archived_at = utcnow()
                 done.append(f"archived {price.stripe_plan_id}")
     session.flush()
     return done
-
-
-def _is_replaced(session: Session, price: Price) -> bool:
-    listed = price.tier.listed_price(price.interval, price.currency)
-    return listed is not None and listed.id != price.id
 
 
 # --- membership, as the member sees it -----------------------------------------------------------

@@ -225,8 +225,13 @@ def apply_subscription(
     stripe_id = data.get("id")
     if not isinstance(stripe_id, str):
         return None
+    # Locked and re-read: two events about one subscription processed at once would otherwise
+    # both see the old state and both record the same change (PostgreSQL; SQLite serialises).
     subscription = session.scalar(
-        select(Subscription).where(Subscription.stripe_subscription_id == stripe_id)
+        select(Subscription)
+        .where(Subscription.stripe_subscription_id == stripe_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     plan = first_item(data).get("plan") or first_item(data).get("price") or data.get("plan") or {}
     price = price_for_plan(session, plan) if isinstance(plan, dict) else find_price(session, plan)

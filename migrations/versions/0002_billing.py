@@ -54,6 +54,7 @@ def upgrade():
     sa.Column('stripe_plan_id', sa.String(length=120), nullable=False),
     sa.Column('listed', sa.Boolean(), nullable=False),
     sa.Column('synced_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('retired_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('archived_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount > 0', name=op.f('ck_prices_amount_positive')),

@@ -18,7 +18,6 @@ import json
 import re
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -242,15 +241,6 @@ def seed_demo_tiers(app: Flask) -> None:
         db.session.commit()
 
 
-def _configure_webhook(localstripe: LocalStripe, body: dict[str, object]) -> None:
-    request = urllib.request.Request(
-        f"{localstripe.base_url}/_config/webhooks/{WEBHOOK_ID}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=5).close()
-
-
 @pytest.fixture(scope="package")
 def live_server(
     tmp_path_factory: pytest.TempPathFactory,
@@ -275,12 +265,12 @@ def live_server(
     app.config["BASE_URL"] = url  # links in emails point at this server
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
-    webhook = {"url": f"{url}/webhooks/stripe", "secret": settings["STRIPE_WEBHOOK_SECRET"]}
-    _configure_webhook(localstripe, webhook)
+    webhook = f"{url}/webhooks/stripe"
+    localstripe.register_webhook(webhook, settings["STRIPE_WEBHOOK_SECRET"], name=WEBHOOK_ID)
     try:
         yield LiveServer(app=app, url=url)
-    finally:
-        _configure_webhook(localstripe, {**webhook, "events": []})  # no more deliveries here
+    finally:  # no more deliveries here
+        localstripe.register_webhook(webhook, name=WEBHOOK_ID, events=[])
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()

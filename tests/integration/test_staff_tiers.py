@@ -113,3 +113,53 @@ def test_an_archived_tier_leaves_the_support_page(staff_client, db_session, stri
     archived = {k: v for k, v in TIER_FORM.items() if k != "active"}
     save(staff_client, f"/staff/tiers/{tier.id}", archived)
     assert "Join as Supporter" not in staff_client.get("/support").get_data(as_text=True)
+
+
+def test_catalog_sync_leaves_pay_what_you_want_prices_on_sale(
+    staff_client, db_session, stripe, app
+):
+    from membership.billing import service as billing
+
+    save(staff_client, "/staff/tiers/new", TIER_FORM)
+    with app.app_context():
+        custom = billing.choose_price(
+            db_session,
+            tier_id=db_session.scalar(select(Tier.id).where(Tier.slug == "supporter")),
+            interval="month",
+            currency="EUR",
+            amount_text="9",
+            currencies=["EUR"],
+        )
+        billing._ensure_plan(db_session, stripe, custom)
+        db_session.commit()
+        assert "membership-supporter-month-eur-900" not in " ".join(
+            billing.sync_catalog(db_session, stripe)
+        )
+    plan = stripe.ensure_plan(
+        "membership-supporter-month-eur-900",
+        product_id="x",
+        amount=1,
+        currency="eur",
+        interval="month",
+    )
+    assert plan["active"] in (True, "true")
+
+
+def test_an_amount_offered_again_is_reactivated_in_stripe(staff_client, db_session, stripe):
+    save(staff_client, "/staff/tiers/new", TIER_FORM)
+    tier_id = db_session.scalar(select(Tier.id).where(Tier.slug == "supporter"))
+    save(staff_client, f"/staff/tiers/{tier_id}", {**TIER_FORM, "price_month_eur": "7"})
+    save(staff_client, f"/staff/tiers/{tier_id}", {**TIER_FORM, "price_month_eur": "6"})
+    plan = stripe.ensure_plan(
+        "membership-supporter-month-eur-600",
+        product_id="x",
+        amount=1,
+        currency="eur",
+        interval="month",
+    )
+    assert plan["active"] in (True, "true")
+    db_session.expire_all()
+    listed = db_session.scalar(
+        select(Price).where(Price.stripe_plan_id == "membership-supporter-month-eur-600")
+    )
+    assert listed.listed and listed.retired_at is None and listed.archived_at is None
