@@ -128,10 +128,16 @@ def _ours(session: Session, stripe_id: str) -> Subscription | None:
     )
 
 
+MAX_EVENTS_SCANNED = 10_000
+
+
 def _recent_events(gateway: StripeGateway, since: datetime) -> Iterator[dict[str, Any]]:
+    """Events created since ``since``. Stripe lists newest first (and keeps 30 days); we do not
+    rely on the order, only bound how many are read."""
     cutoff = int(since.timestamp())
-    for event in gateway.iter_events():
+    for scanned, event in enumerate(gateway.iter_events()):
+        if scanned >= MAX_EVENTS_SCANNED:
+            break
         created = event.get("created")
-        if isinstance(created, int) and created < cutoff:
-            break  # Stripe lists newest first
-        yield event
+        if isinstance(created, int) and created >= cutoff:
+            yield event
