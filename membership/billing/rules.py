@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 # Currencies whose smallest unit is the unit itself (Stripe's list of zero-decimal currencies).
 ZERO_DECIMAL = frozenset(
@@ -63,6 +64,9 @@ PATRON_STATES = frozenset(
 FINAL_STATUSES = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
 
 
+AMOUNT_PATTERN = re.compile(r"^-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
+
+
 class AmountError(ValueError):
     """An amount a reader typed that we cannot take; the message says why."""
 
@@ -77,11 +81,11 @@ def parse_amount(text: str, currency: str) -> int:
     cleaned = (text or "").strip().replace(" ", "").replace("\u00a0", "").replace(",", ".")
     if not cleaned or len(cleaned) > 20:
         raise AmountError("Enter an amount.")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation as exc:
-        raise AmountError("Enter the amount as a number, like 5 or 7.50.") from exc
-    if not value.is_finite() or value <= 0:
+    # Plain ASCII digits only: no exponents ("1e3"), no NaN or infinity, no other scripts' digits.
+    if not AMOUNT_PATTERN.match(cleaned):
+        raise AmountError("Enter the amount as a number, like 5 or 7.50.")
+    value = Decimal(cleaned)
+    if value <= 0:
         raise AmountError("Enter an amount above zero.")
     if value > MAX_AMOUNT_MAJOR:
         raise AmountError(f"That is more than we can take at once ({MAX_AMOUNT_MAJOR:,}).")

@@ -124,6 +124,9 @@ def support() -> str:
 @login_required
 def join_summary() -> Any:
     """Confirm the choice (reached by GET so that login can send the reader back here)."""
+    if service.is_patron(db.session, current_user):
+        flash("You are already a patron: you can change your tier here.", "info")
+        return redirect(url_for("billing.membership"))
     form = forms.ChoiceForm(request.args, meta={"csrf": False})
     price = None
     error = None
