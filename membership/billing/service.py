@@ -50,6 +50,26 @@ def new_token() -> str:
 # --- the catalog --------------------------------------------------------------------------------
 
 
+def _price_for(
+    session: Session, tier: Tier, interval: Interval, currency: str, amount: int
+) -> Price:
+    """The price row for an amount (one per Stripe plan id), made unlisted if it is new."""
+    plan = rules.plan_id(tier.slug, interval, currency, amount)
+    price = session.scalar(select(Price).where(Price.stripe_plan_id == plan))
+    if price is None:
+        price = Price(
+            tier=tier,
+            interval=interval,
+            currency=currency,
+            amount=amount,
+            stripe_plan_id=plan,
+            listed=False,
+        )
+        session.add(price)
+        session.flush()
+    return price
+
+
 def offered_tiers(session: Session) -> list[Tier]:
     return list(session.scalars(select(Tier).where(Tier.active).order_by(Tier.position, Tier.id)))
 
@@ -70,21 +90,9 @@ def set_price(
         current.listed = False
         current.retired_at = utcnow()
         session.flush()
-    plan = rules.plan_id(tier.slug, interval, currency, amount)
-    price = session.scalar(select(Price).where(Price.stripe_plan_id == plan))
-    if price is None:
-        price = Price(
-            tier=tier,
-            interval=interval,
-            currency=currency,
-            amount=amount,
-            stripe_plan_id=plan,
-            listed=True,
-        )
-        session.add(price)
-    else:
-        price.listed = True
-        price.retired_at = None
+    price = _price_for(session, tier, interval, currency, amount)
+    price.listed = True
+    price.retired_at = None
     session.flush()
     return price
 
@@ -236,20 +244,7 @@ def choose_price(
         raise BillingError(f"The minimum for {tier.name} is {minimum}.", "amount")
     if amount == listed.amount:
         return listed
-    plan = rules.plan_id(tier.slug, chosen_interval, currency, amount)
-    price = session.scalar(select(Price).where(Price.stripe_plan_id == plan))
-    if price is None:
-        price = Price(
-            tier=tier,
-            interval=chosen_interval,
-            currency=currency,
-            amount=amount,
-            stripe_plan_id=plan,
-            listed=False,
-        )
-        session.add(price)
-        session.flush()
-    return price
+    return _price_for(session, tier, chosen_interval, currency, amount)
 
 
 def start_join(session: Session, member: Member, price: Price, token: str) -> JoinAttempt:

@@ -61,7 +61,7 @@ def test_syncing_the_catalog_creates_every_price_once_and_then_changes_nothing(
 
 
 def test_a_new_price_replaces_the_old_in_stripe_while_patrons_keep_paying_the_old_one(
-    client, runner, patron, catalog, stripe_api, db_session
+    client, another_client, make_member, login, runner, patron, catalog, stripe_api, db_session
 ):
     reader = catalog["reader"]
     service.set_price(db_session, reader, Interval.MONTH, "EUR", 600)
@@ -85,5 +85,6 @@ def test_a_new_price_replaces_the_old_in_stripe_while_patrons_keep_paying_the_ol
     assert (subscription.price.amount, subscription.price.listed) == (500, False)
     assert "€5 a month" in client.get("/membership").get_data(as_text=True)
     # A reader joining now is asked for the new amount.
-    summary = choose(client, reader.id).get_data(as_text=True)
+    login(make_member("newcomer@example.org"), c=another_client)
+    summary = choose(another_client, reader.id).get_data(as_text=True)
     assert "€6 a month" in summary
