@@ -483,3 +483,16 @@ def test_the_gift_of_another_member_cannot_be_paid_or_seen(
         )
         assert response.status_code == 404, step
     assert stripe_calls == []
+
+
+def test_in_test_mode_the_support_page_says_so_and_names_the_test_cards(client, catalog):
+    page = client.get("/support").get_data(as_text=True)
+    assert "Test mode:" in page
+    assert "4242 4242 4242 4242" in page and "4000 0025 0000 3155" in page
+
+
+def test_with_live_keys_the_support_page_shows_no_test_mode(app, client, catalog, monkeypatch):
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", "sk_live_example")
+    page = client.get("/support").get_data(as_text=True)
+    assert "Test mode:" not in page and "4242" not in page
+    assert "Join as Insider" in page
