@@ -46,13 +46,19 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     templating.init_app(app)
 
     from membership.accounts.views import bp as accounts_bp
+    from membership.api.views import bp as api_bp
     from membership.billing.views import bp as billing_bp
+    from membership.perks.views import bp as perks_bp
     from membership.site.views import bp as site_bp
     from membership.staff.views import bp as staff_bp
+    from membership.voting.views import bp as voting_bp
 
     app.register_blueprint(site_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(billing_bp)
+    app.register_blueprint(perks_bp)
+    app.register_blueprint(voting_bp)
+    app.register_blueprint(api_bp)
     app.register_blueprint(staff_bp)
 
     cli.init_app(app)
