@@ -22,3 +22,7 @@ class Form(FlaskForm):
             if formdata is _Auto:
                 return request.form if form.is_submitted() else None
             return formdata
+
+
+class ButtonForm(Form):
+    """A form that is only a button and its CSRF token (log out, resume, undo, resend)."""

@@ -132,7 +132,3 @@ class DeleteAccountForm(Form):
         "I understand that this cannot be undone",
         validators=[DataRequired("Tick the box to confirm.")],
     )
-
-
-class ButtonForm(Form):
-    """A form with only a button (and its CSRF token): logout, resend confirmation."""

@@ -28,6 +28,7 @@ from membership.billing import get_gateway
 from membership.billing import service as billing
 from membership.billing.gateway import GatewayError
 from membership.extensions import db, limiter, login_manager
+from membership.forms import ButtonForm
 
 bp = Blueprint("accounts", __name__, url_prefix="/account")
 
@@ -145,7 +146,7 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    form = forms.ButtonForm()
+    form = ButtonForm()
     if form.validate_on_submit():
         service.end_login_session(db.session, session.get(AUTH_TOKEN_KEY))
         db.session.commit()
@@ -161,7 +162,7 @@ def logout() -> BaseResponse:
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Any:
     """The link from the email shows a button; the POST confirms (mail scanners follow links)."""
-    form = forms.ButtonForm()
+    form = ButtonForm()
     next_path = safe_next(request.args.get("next"))
     try:
         if form.validate_on_submit():
@@ -181,7 +182,7 @@ def confirm(token: str) -> Any:
 @login_required
 @limiter.limit(EMAIL_LIMIT)
 def resend_confirmation() -> BaseResponse:
-    form = forms.ButtonForm()
+    form = ButtonForm()
     if form.validate_on_submit() and not current_user.email_confirmed:
         service.send_confirmation(db.session, current_user)
         db.session.commit()
@@ -239,7 +240,7 @@ def _settings_forms(**bound: FlaskForm) -> dict[str, FlaskForm]:
         "name_form": forms.DisplayNameForm(formdata=None, display_name=current_user.display_name),
         "email_form": forms.ChangeEmailForm(formdata=None),
         "password_form": forms.ChangePasswordForm(formdata=None),
-        "resend_form": forms.ButtonForm(formdata=None),
+        "resend_form": ButtonForm(formdata=None),
     }
     return {**defaults, **bound}
 
@@ -290,7 +291,7 @@ def change_email() -> Any:
 
 @bp.route("/email/<token>", methods=["GET", "POST"])
 def confirm_email_change(token: str) -> Any:
-    form = forms.ButtonForm()
+    form = ButtonForm()
     try:
         if form.validate_on_submit():
             service.confirm_email_change(db.session, token)

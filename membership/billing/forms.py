@@ -65,7 +65,3 @@ class CancelForm(Form):
         "Would you tell us why? (optional)",
         validators=[Optional(), Length(max=500, message="Please keep it under 500 characters.")],
     )
-
-
-class ButtonForm(Form):
-    """Only a button: resume, undo a cancellation."""

@@ -99,7 +99,7 @@ def _repair_payments(
     Their events may have been processed long ago (so replaying events cannot help) while the
     payment row was lost; only invoices that disagree with the ledger are fetched in full.
     """
-    customer_id = sync._id(data.get("customer"))
+    customer_id = sync.object_id(data.get("customer"))
     if not customer_id:
         return
     for listed in gateway.list_invoices(customer_id):

@@ -294,11 +294,11 @@ def _card_from_setup(
     """The payment method of a SetupIntent the member completed, made their default card."""
     customer = ensure_customer(session, gateway, member)
     setup = gateway.get_setup_intent(setup_intent_id)
-    if sync._id(setup.get("customer")) != customer:
+    if sync.object_id(setup.get("customer")) != customer:
         raise BillingError("That card setup does not belong to you.")
     if setup.get("status") != "succeeded":
         raise BillingError("The card was not confirmed. Please enter it again.")
-    method = sync._id(setup.get("payment_method"))
+    method = sync.object_id(setup.get("payment_method"))
     if not method:
         raise BillingError("The card was not confirmed. Please enter it again.")
     gateway.use_card(customer, method)
@@ -414,7 +414,7 @@ def _pay_open_invoice(
     session: Session, gateway: StripeGateway, subscription: Subscription
 ) -> Outcome:
     data = gateway.get_subscription(subscription.stripe_subscription_id)
-    invoice_id = sync._id(data.get("latest_invoice"))
+    invoice_id = sync.object_id(data.get("latest_invoice"))
     if invoice_id:
         try:
             invoice = gateway.pay_invoice(invoice_id)
@@ -517,13 +517,13 @@ def pay_gift(
             sync.apply_payment_intent(session, intent)
             return _gift_outcome(intent)
     setup = gateway.get_setup_intent(setup_intent_id)
-    method = sync._id(setup.get("payment_method"))
+    method = sync.object_id(setup.get("payment_method"))
     member = session.get(Member, payment.member_id) if payment.member_id else None
     customer = member.stripe_customer_id if member else None
     if (
         setup.get("status") != "succeeded"
         or not method
-        or sync._id(setup.get("customer")) != customer
+        or sync.object_id(setup.get("customer")) != customer
     ):
         raise BillingError("The card was not confirmed. Please enter it again.")
     # Claim the gift: a concurrent request for it waits on this row, then finds it taken.
@@ -670,7 +670,7 @@ def card_summary(gateway: StripeGateway, member: Member) -> str | None:
         return None
     customer = gateway.get_customer(member.stripe_customer_id)
     method = (customer.get("invoice_settings") or {}).get("default_payment_method")
-    method_id = sync._id(method)
+    method_id = sync.object_id(method)
     if not method_id:
         return None
     data = method if isinstance(method, dict) else gateway.get_payment_method(method_id)

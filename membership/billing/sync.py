@@ -47,7 +47,7 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC) if isinstance(value, int | float) else None
 
 
-def _id(value: Any) -> str | None:
+def object_id(value: Any) -> str | None:
     """An expandable field: either the id itself or the embedded object."""
     if isinstance(value, str):
         return value
@@ -63,7 +63,11 @@ def first_item(subscription: Json) -> Json:
 
 def subscription_plan_id(subscription: Json) -> str | None:
     item = first_item(subscription)
-    return _id(item.get("plan")) or _id(item.get("price")) or _id(subscription.get("plan"))
+    return (
+        object_id(item.get("plan"))
+        or object_id(item.get("price"))
+        or object_id(subscription.get("plan"))
+    )
 
 
 def subscription_period_end(subscription: Json) -> datetime | None:
@@ -75,28 +79,28 @@ def subscription_period_end(subscription: Json) -> datetime | None:
 
 def invoice_subscription_id(invoice: Json) -> str | None:
     """``invoice.subscription`` (older API versions) or its home in ``invoice.parent``."""
-    direct = _id(invoice.get("subscription"))
+    direct = object_id(invoice.get("subscription"))
     if direct:
         return direct
     parent = invoice.get("parent") or {}
     details = parent.get("subscription_details") or {}
-    return _id(details.get("subscription"))
+    return object_id(details.get("subscription"))
 
 
 def invoice_payment_intent_id(invoice: Json) -> str | None:
-    direct = _id(invoice.get("payment_intent"))
+    direct = object_id(invoice.get("payment_intent"))
     if direct:
         return direct
     payments = ((invoice.get("payments") or {}).get("data")) or []
     for entry in payments:
-        found = _id((entry.get("payment") or {}).get("payment_intent"))
+        found = object_id((entry.get("payment") or {}).get("payment_intent"))
         if found:
             return found
     return None
 
 
 def _charge_id(obj: Json) -> str | None:
-    return _id(obj.get("latest_charge")) or _id(obj.get("charge"))
+    return object_id(obj.get("latest_charge")) or object_id(obj.get("charge"))
 
 
 def _member_id_from_metadata(obj: Json) -> int | None:
@@ -137,10 +141,10 @@ def find_price(session: Session, plan_id: str | None) -> Price | None:
 
 def price_for_plan(session: Session, plan: Json) -> Price | None:
     """Our price for a Stripe plan, adding it (unlisted) if it belongs to one of our tiers."""
-    price = find_price(session, _id(plan))
+    price = find_price(session, object_id(plan))
     if price is not None:
         return price
-    product = _id(plan.get("product")) or ""
+    product = object_id(plan.get("product")) or ""
     if not product.startswith(PRODUCT_PREFIX):
         return None
     tier = session.scalar(select(Tier).where(Tier.slug == product.removeprefix(PRODUCT_PREFIX)))
@@ -155,7 +159,7 @@ def price_for_plan(session: Session, plan: Json) -> Price | None:
         interval=Interval(interval),
         currency=currency.upper(),
         amount=amount,
-        stripe_plan_id=_id(plan) or "",
+        stripe_plan_id=object_id(plan) or "",
         listed=False,
         synced_at=utcnow(),
     )
@@ -177,7 +181,7 @@ def find_owner(session: Session, customer: Json | str | None, obj: Json) -> Owne
     whose email matches the customer's, or to a new member who is invited to set a password.
     An existing account is never linked by email when it already has another Stripe customer.
     """
-    customer_id = _id(customer)
+    customer_id = object_id(customer)
     member_id = _member_id_from_metadata(obj)
     if member_id is not None:
         member = session.get(Member, member_id)
@@ -395,7 +399,7 @@ def apply_invoice(session: Session, invoice: Json, *, reason: str) -> Payment | 
     )
     if isinstance(intent, dict):
         payment.stripe_charge_id = _charge_id(intent) or payment.stripe_charge_id
-    payment.stripe_charge_id = _id(invoice.get("charge")) or payment.stripe_charge_id
+    payment.stripe_charge_id = object_id(invoice.get("charge")) or payment.stripe_charge_id
     was = payment.status
     if status == "paid" or invoice.get("paid") is True:
         payment.status = PaymentStatus.SUCCEEDED
@@ -492,7 +496,7 @@ def apply_payment_intent(session: Session, intent: Json) -> Payment | None:
         payment.stripe_charge_id = _charge_id(intent) or payment.stripe_charge_id
         _charges = ((intent.get("charges") or {}).get("data")) or []
         if not payment.stripe_charge_id and _charges:
-            payment.stripe_charge_id = _id(_charges[0])
+            payment.stripe_charge_id = object_id(_charges[0])
     elif (
         status in ("requires_payment_method", "canceled")
         and payment.status is PaymentStatus.PENDING
@@ -533,7 +537,7 @@ def send_receipt(session: Session, payment: Payment) -> None:
 def apply_charge_refunds(session: Session, charge: Json) -> Payment | None:
     """Record the refunds on a charge (for ``charge.refunded``)."""
     charge_id = charge.get("id")
-    intent_id = _id(charge.get("payment_intent"))
+    intent_id = object_id(charge.get("payment_intent"))
     payment = None
     if isinstance(charge_id, str):
         payment = session.scalar(select(Payment).where(Payment.stripe_charge_id == charge_id))

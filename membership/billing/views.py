@@ -36,6 +36,7 @@ from membership.billing.gateway import CardError, GatewayError, GatewayUnavailab
 from membership.billing.models import Payment, PaymentKind, Price
 from membership.billing.rules import Interval, format_money
 from membership.extensions import csrf, db, limiter
+from membership.forms import ButtonForm
 
 bp = Blueprint("billing", __name__)
 
@@ -359,7 +360,7 @@ def membership() -> str:
         else None,
         pause_form=forms.PauseForm(formdata=None),
         cancel_form=forms.CancelForm(formdata=None),
-        button_form=forms.ButtonForm(formdata=None),
+        button_form=ButtonForm(formdata=None),
     )
 
 
@@ -412,7 +413,7 @@ def pause() -> BaseResponse:
 @bp.post("/membership/resume")
 @login_required
 def resume() -> BaseResponse:
-    if not forms.ButtonForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         abort(400)
     return _manage(service.resume, done="Welcome back: your membership is running again.")
 
@@ -434,7 +435,7 @@ def cancel() -> BaseResponse:
 @bp.post("/membership/undo-cancel")
 @login_required
 def undo_cancel() -> BaseResponse:
-    if not forms.ButtonForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         abort(400)
     return _manage(service.undo_cancel, done="Your membership will go on. Thank you!")
 

@@ -110,8 +110,8 @@ def newer_subscription(subscription: Json, shift: int = 0) -> Json:
 def newer_invoice(invoice: Json) -> Json:
     """``subscription`` moved to ``parent.subscription_details``; payments are a list."""
     new = copy.deepcopy(invoice)
-    subscription = sync._id(new.pop("subscription", None))
-    intent = sync._id(new.pop("payment_intent", None))
+    subscription = sync.object_id(new.pop("subscription", None))
+    intent = sync.object_id(new.pop("payment_intent", None))
     new.pop("charge", None)
     new.pop("paid", None)
     new["parent"] = {
@@ -653,7 +653,7 @@ def test_invoice_paid_records_the_renewal_once(
     assert renewal.member_id == member.id
     assert renewal.subscription_id == subscription_row(db_session, sub_id).id
     assert renewal.paid_at is not None
-    assert renewal.stripe_payment_intent_id == sync._id(invoice["payment_intent"])
+    assert renewal.stripe_payment_intent_id == sync.object_id(invoice["payment_intent"])
     # invoice.payment_succeeded comes with it (a different event): still one payment.
     twin = stripe_event("invoice.payment_succeeded", payload)
     assert deliver(client, twin).get_json()["result"] == "processed"
