@@ -30,6 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("stripe").setLevel(logging.WARNING)  # one line per API call otherwise
 
     from membership import cli, emails, errors, security, templating
     from membership.extensions import csrf, db, limiter, login_manager, migrate

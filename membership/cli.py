@@ -14,8 +14,10 @@ from sqlalchemy import select
 
 from membership.accounts import rules, service
 from membership.accounts.models import Role
-from membership.billing import billing_enabled, get_gateway, reconciliation, webhooks
+from membership.api import service as api
+from membership.billing import billing_enabled, get_gateway, reconciliation, test_mode, webhooks
 from membership.billing import service as billing
+from membership.billing import sync as billing_sync
 from membership.billing.gateway import GatewayError
 from membership.billing.models import Tier
 from membership.billing.rules import Interval
@@ -26,6 +28,8 @@ from membership.extensions import db
 staff_cli = AppGroup("staff", help="Manage staff accounts.")
 emails_cli = AppGroup("emails", help="Transactional email.")
 billing_cli = AppGroup("billing", help="Stripe: catalog, webhooks, reconciliation.")
+voting_cli = AppGroup("voting", help="Topic voting rounds.")
+api_keys_cli = AppGroup("api-keys", help="Keys for the member API that the main site calls.")
 
 # (slug, name, description, {currency: (monthly, yearly)} in minor units)
 DEMO_TIERS = [
@@ -125,12 +129,56 @@ def seed_demo() -> None:
             if tier.listed_price(Interval.YEAR, currency) is None:
                 billing.set_price(db.session, tier, Interval.YEAR, currency, yearly)
     db.session.commit()
+    from membership.perks import demo as perks_demo
+    from membership.voting import demo as voting_demo
+
+    perks_demo.seed_demo(db.session)
+    db.session.commit()
+    patron = None
     if billing_enabled():
         _sync_catalog()
+        if test_mode():
+            patron = _demo_patron(DEMO_PATRON[0], DEMO_PATRON[1])
+    voting_demo.seed_demo(db.session)
+    db.session.commit()
     click.echo("Demo accounts (for trying the app on your machine only):")
     click.echo(f"  staff (admin): {DEMO_STAFF[0]} / {DEMO_STAFF[2]}")
     for email, _, password in DEMO_READERS:
-        click.echo(f"  reader:        {email} / {password}")
+        role = " (Insider patron)" if patron is not None and email == patron else ""
+        click.echo(f"  reader:        {email} / {password}{role}")
+
+
+DEMO_PATRON = ("olena@example.org", "insider")
+
+
+def _demo_patron(email: str, tier_slug: str) -> str | None:
+    """Make a demo reader an Insider patron with Stripe's test card (test mode only)."""
+    member = service.find_by_email(db.session, email)
+    tier = db.session.scalar(select(Tier).where(Tier.slug == tier_slug))
+    if member is None or tier is None:
+        return None
+    if billing.is_patron(db.session, member):
+        return email
+    price = tier.listed_price(Interval.MONTH, "EUR")
+    if price is None:
+        return None
+    gateway = get_gateway()
+    try:
+        customer = billing.ensure_customer(db.session, gateway, member)
+        gateway.use_card(customer, "pm_card_visa")
+        data = gateway.create_subscription(
+            customer_id=customer,
+            plan_id=price.stripe_plan_id,
+            member_id=member.id,
+            idempotency_key=f"demo-patron-{member.id}",
+        )
+    except GatewayError as exc:
+        raise click.ClickException(f"Stripe refused or was unreachable: {exc}") from exc
+    billing_sync.apply_subscription(db.session, data, reason="demo data")
+    if isinstance(data.get("latest_invoice"), dict):
+        billing_sync.apply_invoice(db.session, data["latest_invoice"], reason="demo data")
+    db.session.commit()
+    return email
 
 
 def _sync_catalog() -> None:
@@ -185,13 +233,70 @@ def reconcile(events_days: int) -> None:
     )
 
 
+@voting_cli.command("close-due")
+def close_due_rounds() -> None:
+    """Freeze the results of rounds whose closing time has passed (safe to run again)."""
+    from membership.voting import service as voting
+
+    closed = voting.close_due_rounds(db.session, utcnow())
+    db.session.commit()
+    click.echo(f"Closed {len(closed)} round(s).")
+
+
 def _progress(label: str, items: Iterable[Any]) -> Iterator[Any]:
     with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
         yield from bar
+
+
+@api_keys_cli.command("create")
+@click.argument("name")
+def create_api_key(name: str) -> None:
+    """Make a key called NAME for the member API and print it (the only time it is shown)."""
+    try:
+        made = api.create_key(db.session, name)
+    except api.ApiKeyError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    db.session.commit()
+    click.echo(f"Created API key {made.api_key.name!r}. Copy it now: it is not shown again.")
+    click.echo(made.secret)
+
+
+@api_keys_cli.command("list")
+def list_api_keys() -> None:
+    """List the keys: name, prefix, created, last used, revoked."""
+    keys = api.list_keys(db.session)
+    if not keys:
+        click.echo("No API keys yet: make one with `flask --app wsgi api-keys create NAME`.")
+        return
+
+    def when(moment: Any) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
+
+    rows = [("NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED")] + [
+        (k.name, k.prefix + "...", when(k.created_at), when(k.last_used_at), when(k.revoked_at))
+        for k in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+@api_keys_cli.command("revoke")
+@click.argument("name")
+def revoke_api_key(name: str) -> None:
+    """Stop the key called NAME from working, at once."""
+    try:
+        revoked = api.revoke(db.session, name)
+    except api.ApiKeyError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    db.session.commit()
+    click.echo(f"Revoked API key {revoked.name!r} ({revoked.prefix}...).")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(emails_cli)
     app.cli.add_command(billing_cli)
+    app.cli.add_command(voting_cli)
+    app.cli.add_command(api_keys_cli)
     app.cli.add_command(seed_demo)

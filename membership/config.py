@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import limits
+
 DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused outside development
 DEFAULT_STRIPE_API_VERSION = "2025-02-24.acacia"
 
@@ -32,6 +34,15 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _rate_limit(name: str, default: str) -> str:
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        limits.parse_many(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a rate like '6000 per minute', got {raw!r}") from exc
+    return raw
 
 
 def _currencies(raw: str) -> list[str]:
@@ -78,6 +89,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # Rate limits count the client address this yields, so set it to match your setup.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         "RATELIMIT_ENABLED": _bool(env("RATELIMIT_ENABLED"), True),
+        # Requests per API key to the member API: generous, the main site may ask on every page.
+        "API_RATE_LIMIT": _rate_limit("API_RATE_LIMIT", "6000 per minute"),
         # Token lifetimes, in seconds.
         "CONFIRM_EMAIL_MAX_AGE": _int("CONFIRM_EMAIL_MAX_AGE", 3 * 24 * 3600),
         "RESET_PASSWORD_MAX_AGE": _int("RESET_PASSWORD_MAX_AGE", 3600),

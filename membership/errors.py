@@ -67,7 +67,9 @@ def init_app(app: Flask) -> None:
     def unexpected_error(error: Exception) -> ResponseReturnValue:
         if isinstance(error, HTTPException):
             return http_error(error)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # The route's pattern, not the path: paths hold tokens and emails (/api/v1/members/...).
+        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        log.exception("unhandled error on %s %s", request.method, route)
         from membership.extensions import db
 
         db.session.rollback()

@@ -138,7 +138,8 @@ def login() -> Any:
         if member is not None:
             target = _after_login_target(form.next.data)
             _log_in(member)
-            flash(f"Welcome back, {member.display_name}.", "success")
+            name = member.display_name.rstrip(".")
+            flash(f"Welcome back, {name}.", "success")
             return redirect(target)
         form.form_errors.append("That email and password do not match an account.")
     return _render_form("accounts/login.html", form)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+import markdown
+import nh3
 
 from membership.billing.rules import MembershipState, is_patron
 
@@ -103,3 +108,48 @@ def member_perks(
     if not is_patron(state) or tier_id is None:
         return MemberPerks(state=state, tier_slug=tier_slug if is_patron(state) else None)
     return MemberPerks(state=state, tier_slug=tier_slug, unlocked=dict(table.get(tier_id, {})))
+
+
+# --- patron-only posts ---------------------------------------------------------------------------
+
+
+def can_read_post(perks: MemberPerks, *, all_patrons: bool, tier_slugs: Iterable[str]) -> bool:
+    """A post's body is for members whose tier unlocks a content perk and, unless the post is
+    for all patrons, whose tier is one of the post's tiers (chosen explicitly by staff)."""
+    if not perks.has_kind("content") or perks.tier_slug is None:
+        return False
+    return all_patrons or perks.tier_slug in set(tier_slugs)
+
+
+ALLOWED_TAGS = frozenset(
+    {"p", "br", "hr", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "del", "sup", "sub"}
+    | {"a", "ul", "ol", "li", "blockquote", "code", "pre", "img", "abbr"}
+    | {"table", "thead", "tbody", "tr", "th", "td"}
+)
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "abbr": {"title"}}
+ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+MARKDOWN_EXTENSIONS = ("fenced_code", "tables", "sane_lists")
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML that is safe to show as is: only the tags and attributes above survive,
+    so no script, no event handlers, no ``javascript:`` or ``data:`` links, no styles; every
+    link gets ``rel="noopener noreferrer"``. A post's ``#`` heading becomes an ``h2`` (the
+    page's ``h1`` is the post's title)."""
+    html = markdown.markdown(text, extensions=list(MARKDOWN_EXTENSIONS), output_format="html")
+    html = html.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+    return nh3.clean(
+        html,
+        tags=set(ALLOWED_TAGS),
+        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(ALLOWED_URL_SCHEMES),
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+def slugify(title: str, max_length: int = 120) -> str:
+    """A readable address for a post from its title ("Our budget, 2026" -> "our-budget-2026")."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "update"

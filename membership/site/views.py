@@ -1,4 +1,4 @@
-"""Public pages: the home page, the ways to support, and the health check."""
+"""Public pages: the home page and the health check (voting lives in membership/voting)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,6 @@ bp = Blueprint("site", __name__)
 @bp.get("/")
 def home() -> str:
     return render_template("site/home.html")
-
-
-@bp.get("/vote")
-def vote() -> str:
-    return render_template("site/vote.html")
 
 
 @bp.get("/healthz")

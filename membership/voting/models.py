@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
@@ -11,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from membership.accounts.models import Member, enum_column
 from membership.database import utcnow
 from membership.extensions import db
+from membership.voting.rules import TopicStatus
+
+__all__ = ["Ballot", "Round", "Topic", "TopicStatus", "TopicStatusChange", "Vote"]
 
 
 class Round(db.Model):
@@ -30,17 +32,6 @@ class Round(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     topics: Mapped[list[Topic]] = relationship(back_populates="round", order_by="Topic.id")
-
-
-class TopicStatus(enum.StrEnum):
-    PENDING = "pending"  # proposed, waiting for moderation
-    APPROVED = "approved"  # on the ballot
-    REJECTED = "rejected"
-    MERGED = "merged"  # folded into another topic
-    PLANNED = "planned"
-    IN_COVERAGE = "in_coverage"
-    PUBLISHED = "published"
-    DECLINED = "declined"
 
 
 class Topic(db.Model):

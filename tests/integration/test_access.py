@@ -30,7 +30,6 @@ MEMBER_TOKEN = "member token"  # logged in, and the id or token in the link must
 ACCESS: dict[str, str] = {
     "static": PUBLIC,
     "site.home": PUBLIC,
-    "site.vote": PUBLIC,
     "site.healthz": PUBLIC,
     "accounts.signup": PUBLIC,
     "accounts.check_email": PUBLIC,
@@ -59,6 +58,9 @@ ACCESS: dict[str, str] = {
     "billing.gift_confirm": TOKEN,
     "billing.gift_thanks": TOKEN,
     "billing.stripe_webhook": PUBLIC,  # no login: Stripe's signature decides (see tests/stripe)
+    # No login for the member API: the API key decides (see tests/integration/test_member_api.py).
+    "api.member": PUBLIC,
+    "api.openapi_document": PUBLIC,  # the API's description holds no data
     "billing.join_summary": MEMBER,
     "billing.join": MEMBER,
     "billing.join_card": MEMBER_TOKEN,
@@ -75,6 +77,37 @@ ACCESS: dict[str, str] = {
     "billing.card_setup": MEMBER,
     "billing.card_save": MEMBER,
     "billing.receipt": MEMBER_TOKEN,  # a payment id of one's own; anyone else's is a 404
+    "voting.index": PUBLIC,
+    "voting.round_results": PUBLIC,
+    "voting.topic": PUBLIC,  # pending and rejected proposals: their proposer and staff only
+    "voting.covered": PUBLIC,
+    "voting.propose": MEMBER_TOKEN,  # an unknown round is a 404; the proposer is the logged-in one
+    "voting.vote": MEMBER_TOKEN,  # an unknown topic is a 404; the voter is always the logged-in one
+    "voting.unvote": MEMBER_TOKEN,
+    "voting.staff_rounds": STAFF,
+    "voting.staff_new_round": STAFF,
+    "voting.staff_round": STAFF,
+    "voting.staff_add_topic": STAFF,
+    "voting.staff_close_round": STAFF,
+    "voting.staff_approve": STAFF,
+    "voting.staff_reject": STAFF,
+    "voting.staff_merge": STAFF,
+    "voting.staff_status": STAFF,
+    "perks.staff_perks": STAFF,
+    "perks.staff_perk": STAFF,
+    "perks.staff_perk_tiers": STAFF,
+    "perks.staff_posts": STAFF,
+    "perks.staff_post": STAFF,
+    "perks.staff_publish_post": STAFF,
+    "perks.staff_unpublish_post": STAFF,
+    "perks.updates": PUBLIC,
+    "perks.update": PUBLIC,  # everyone sees the teaser; the body only patrons with access
+    "perks.feed": TOKEN,  # a member's private feed: the token decides (made-up token: 404)
+    "perks.supporters": PUBLIC,
+    "perks.create_feed": MEMBER,
+    "perks.revoke_feed": MEMBER,
+    "perks.wall": MEMBER,
+    "perks.leave_wall": MEMBER,
 }
 
 # Public pages that send a visitor who is already logged in on to their account page.
