@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from membership.accounts.access import login_required, staff_required
 from membership.database import utcnow
-from membership.extensions import db
+from membership.extensions import db, limiter
 from membership.voting import forms, rules, service
 from membership.voting.models import Round, Topic
 from membership.voting.rules import RoundPhase, TopicStatus
@@ -121,8 +121,20 @@ def covered() -> ResponseReturnValue:
     return render_template("voting/covered.html", rounds=rounds)
 
 
+def _per_member() -> str:
+    """Limits count per patron, not per address (many readers share one at a newsroom event)."""
+    return f"member:{current_user.get_id()}"
+
+
+# A person clicks a few times a minute; a script clicks far more. Over the limit: a 429 page.
+VOTE_LIMIT = "60 per minute"
+PROPOSE_LIMIT = "10 per minute"
+voting_limit = limiter.shared_limit(VOTE_LIMIT, scope="votes", key_func=_per_member)
+
+
 @bp.post("/vote/rounds/<int:round_id>/propose")
 @login_required
+@limiter.limit(PROPOSE_LIMIT, key_func=_per_member)
 def propose(round_id: int) -> ResponseReturnValue:
     form = forms.TopicForm()
     if not form.validate():
@@ -156,6 +168,7 @@ def _back_to_ballot(topic_id: int) -> str:
 
 @bp.post("/vote/topics/<int:topic_id>/vote")
 @login_required
+@voting_limit
 def vote(topic_id: int) -> ResponseReturnValue:
     try:
         service.cast_vote(db.session, current_user, topic_id, utcnow())
@@ -168,6 +181,7 @@ def vote(topic_id: int) -> ResponseReturnValue:
 
 @bp.post("/vote/topics/<int:topic_id>/unvote")
 @login_required
+@voting_limit
 def unvote(topic_id: int) -> ResponseReturnValue:
     try:
         service.withdraw_vote(db.session, current_user, topic_id, utcnow())

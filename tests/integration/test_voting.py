@@ -699,3 +699,21 @@ def test_the_demo_rounds_can_be_added_twice_and_show_a_published_story(app, clie
     assert "Who pays for the water?" in covered and demo.STORY_URL in covered
     winner = db_session.scalar(select(Topic).where(Topic.title == "Who pays for the water?"))
     assert len(winner.history) == 4
+
+
+def test_a_script_voting_and_unvoting_in_a_loop_is_slowed_down(
+    client, login, make_patron, db_session
+):
+    round_ = add_round(db_session, results_live=True)
+    topic = add_topic(db_session, round_, "Looped")
+    login(make_patron())
+    token = client.csrf_token("/vote")
+    statuses = []
+    for i in range(61):
+        action = "vote" if i % 2 == 0 else "unvote"
+        statuses.append(
+            client.post(f"/vote/topics/{topic.id}/{action}", data={"csrf_token": token}).status_code
+        )
+    assert 429 not in statuses[:60]
+    assert statuses[60] == 429
+    assert count(db_session, Vote, Vote.topic_id == topic.id) <= 1
