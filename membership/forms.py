@@ -26,3 +26,12 @@ class Form(FlaskForm):
 
 class ButtonForm(Form):
     """A form that is only a button and its CSRF token (log out, resume, undo, resend)."""
+
+
+def show_error(form: FlaskForm, message: str, field: str | None = None) -> None:
+    """Put a service's refusal next to the field it concerns, or at the top of the form."""
+    target = form._fields.get(field or "")
+    if target is not None:
+        target.errors = [*target.errors, message]
+    else:
+        form.form_errors.append(message)

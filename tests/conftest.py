@@ -16,10 +16,12 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import flask_migrate
@@ -420,3 +422,23 @@ def catalog(db_session: Any, stripe: Any) -> dict[str, Any]:
     billing.sync_catalog(db_session, stripe)
     db_session.commit()
     return tiers
+
+
+@pytest.fixture
+def fresh_database(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database on the backend of ``database_url``, for commits that really happen
+    (concurrency tests): a file for SQLite, a new database (dropped after) for PostgreSQL."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    server = sa.make_url(database_url)
+    name = f"{server.database}_fresh_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

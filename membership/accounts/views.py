@@ -28,7 +28,7 @@ from membership.billing import get_gateway
 from membership.billing import service as billing
 from membership.billing.gateway import GatewayError
 from membership.extensions import db, limiter, login_manager
-from membership.forms import ButtonForm
+from membership.forms import ButtonForm, show_error
 
 bp = Blueprint("accounts", __name__, url_prefix="/account")
 
@@ -76,10 +76,7 @@ def _render_form(template: str, form: FlaskForm, **context: Any) -> tuple[str, i
 
 
 def _apply_error(form: FlaskForm, error: service.AccountError) -> None:
-    if error.field and error.field in form:
-        form[error.field].errors = [*form[error.field].errors, error.message]
-    else:
-        form.form_errors.append(error.message)
+    show_error(form, error.message, error.field)
 
 
 def _log_in(member: Member) -> None:

@@ -36,7 +36,7 @@ from membership.billing.gateway import CardError, GatewayError, GatewayUnavailab
 from membership.billing.models import Payment, PaymentKind, Price
 from membership.billing.rules import Interval, format_money
 from membership.extensions import csrf, db, limiter
-from membership.forms import ButtonForm
+from membership.forms import ButtonForm, show_error
 
 bp = Blueprint("billing", __name__)
 
@@ -255,11 +255,7 @@ def give() -> Any:
             )
         except service.BillingError as error:
             db.session.rollback()
-            target = form._fields.get(error.field or "")
-            if target is not None:
-                target.errors = [*target.errors, error.message]
-            else:
-                form.form_errors.append(error.message)
+            show_error(form, error.message, error.field)
         else:
             db.session.commit()
             return redirect(url_for("billing.gift_card", token=payment.idempotency_token))

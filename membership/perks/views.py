@@ -22,7 +22,7 @@ from wtforms import SelectChoice
 
 from membership.accounts.access import login_required, staff_required
 from membership.extensions import db
-from membership.forms import ButtonForm, Form
+from membership.forms import ButtonForm, Form, show_error
 from membership.perks import forms, service
 from membership.perks.models import Grant, Perk, PerkKind, Post
 
@@ -39,11 +39,7 @@ def never_cache_private(response: Response) -> Response:
 
 
 def _apply_error(form: Form, error: service.PerkError) -> None:
-    target = form._fields.get(error.field or "")
-    if target is not None:
-        target.errors = [*target.errors, error.message]
-    else:
-        form.form_errors.append(error.message)
+    show_error(form, error.message, error.field)
 
 
 def _status(form: Form) -> int:

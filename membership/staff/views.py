@@ -14,6 +14,7 @@ from membership.billing.gateway import GatewayError
 from membership.billing.models import Tier
 from membership.billing.rules import AmountError, Interval, amount_text, parse_amount
 from membership.extensions import db
+from membership.forms import show_error
 from membership.staff import forms
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -93,11 +94,7 @@ def tier(tier_id: int | None = None) -> Any:
                 )
             except billing.BillingError as error:
                 db.session.rollback()
-                target = form._fields.get(error.field or "")
-                if target is not None:
-                    target.errors = [*target.errors, error.message]
-                else:
-                    form.form_errors.append(error.message)
+                show_error(form, error.message, error.field)
             else:
                 db.session.commit()
                 _sync_with_stripe()

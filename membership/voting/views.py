@@ -16,6 +16,7 @@ from flask_login import current_user
 from membership.accounts.access import login_required, staff_required
 from membership.database import utcnow
 from membership.extensions import db, limiter
+from membership.forms import show_error
 from membership.voting import forms, rules, service
 from membership.voting.models import Round, Topic
 from membership.voting.rules import RoundPhase, TopicStatus
@@ -227,11 +228,7 @@ def staff_new_round() -> ResponseReturnValue:
                 created = service.create_round(db.session, current_user, fields, utcnow())
             except service.VotingError as error:
                 db.session.rollback()
-                target = form._fields.get(error.field or "")
-                if target is not None:
-                    target.errors = [*target.errors, error.message]
-                else:
-                    form.form_errors.append(error.message)
+                show_error(form, error.message, error.field)
             else:
                 db.session.commit()
                 flash("The round is set up. Add the first topics.", "success")

@@ -14,12 +14,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import flask_migrate
 import pytest
-import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
@@ -36,25 +34,6 @@ from membership.extensions import db
 from membership.voting.models import Ballot, Round, Topic, TopicStatus, Vote
 from tests.conftest import Mailbox, settings_for_tests
 from tests.voting_fixtures import grant_votes, subscribe
-
-
-@pytest.fixture
-def fresh_database(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database on the backend of ``database_url``, for commits that really happen."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'voting.sqlite3'}"
-        return
-    server = sa.make_url(database_url)
-    name = f"{server.database}_votes_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -20,12 +20,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import flask_migrate
 import pytest
-import sqlalchemy as sa
 import stripe as stripe_sdk
 from aiosmtpd.controller import Controller
 from flask import Flask
@@ -64,25 +62,6 @@ Json = dict[str, Any]
 
 
 # --- a fresh database and app per test ------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_database(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database on the backend of ``database_url``, for commits that really happen."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'concurrency.sqlite3'}"
-        return
-    server = sa.make_url(database_url)
-    name = f"{server.database}_conc_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
