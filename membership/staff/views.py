@@ -15,7 +15,10 @@ from membership.billing.models import Tier
 from membership.billing.rules import AmountError, Interval, amount_text, parse_amount
 from membership.extensions import db
 from membership.forms import show_error
-from membership.staff import forms
+from membership.staff import (
+    forms,
+    models,  # noqa: F401 - the tables this area owns
+)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
