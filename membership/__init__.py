@@ -50,6 +50,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from membership.api.views import bp as api_bp
     from membership.billing.views import bp as billing_bp
     from membership.perks.views import bp as perks_bp
+    from membership.reports.views import bp as reports_bp
     from membership.site.views import bp as site_bp
     from membership.staff.views import bp as staff_bp
     from membership.voting.views import bp as voting_bp
@@ -61,6 +62,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(voting_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(reports_bp)
 
     cli.init_app(app)
     if app.config["TRUSTED_PROXIES"]:

@@ -30,6 +30,7 @@ emails_cli = AppGroup("emails", help="Transactional email.")
 billing_cli = AppGroup("billing", help="Stripe: catalog, webhooks, reconciliation.")
 voting_cli = AppGroup("voting", help="Topic voting rounds.")
 api_keys_cli = AppGroup("api-keys", help="Keys for the member API that the main site calls.")
+members_cli = AppGroup("members", help="Import members from another platform, or export them.")
 
 # (slug, name, description, {currency: (monthly, yearly)} in minor units)
 DEMO_TIERS = [
@@ -293,10 +294,71 @@ def revoke_api_key(name: str) -> None:
     click.echo(f"Revoked API key {revoked.name!r} ({revoked.prefix}...).")
 
 
+@members_cli.command("import")
+@click.argument("members_csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--payments", "payments_csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check and count, but write nothing.")
+def import_members(members_csv: str, payments_csv: str | None, dry_run: bool) -> None:
+    """Import MEMBERS_CSV (and --payments) all-or-nothing; running it again changes nothing."""
+    from flask import current_app
+
+    from membership.staff import importer
+
+    with open(members_csv, "rb") as handle:
+        members_data = handle.read()
+    payments_data = None
+    if payments_csv is not None:
+        with open(payments_csv, "rb") as handle:
+            payments_data = handle.read()
+    result = importer.import_members(
+        db.session,
+        members_data,
+        payments_data,
+        now=utcnow(),
+        default_currency=current_app.config["CURRENCIES"][0],
+        progress=_progress,
+    )
+    if not result.ok:
+        db.session.rollback()
+        for problem in result.problems:
+            click.echo(f"  {problem}", err=True)
+        raise click.ClickException(
+            f"Nothing imported: {len(result.problems)} problem(s) to fix first."
+        )
+    if dry_run:
+        db.session.rollback()
+    else:
+        db.session.commit()
+    for line in result.summary_lines():
+        click.echo(f"  {line}")
+    if dry_run:
+        click.echo("Dry run: nothing was written.")
+    elif not result.changed:
+        click.echo("Everything was already imported: nothing changed.")
+    else:
+        click.echo("Imported.")
+
+
+@members_cli.command("export")
+@click.argument("members_csv", type=click.Path(dir_okay=False, writable=True))
+@click.option("--payments", "payments_csv", type=click.Path(dir_okay=False, writable=True))
+def export_members(members_csv: str, payments_csv: str | None) -> None:
+    """Write members (and --payments) in the format `members import` reads."""
+    from membership.staff import importer
+
+    with open(members_csv, "w", encoding="utf-8", newline="") as handle:
+        handle.write(importer.export_members(db.session))
+    if payments_csv is not None:
+        with open(payments_csv, "w", encoding="utf-8", newline="") as handle:
+            handle.write(importer.export_payments(db.session))
+    click.echo("Exported.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(emails_cli)
     app.cli.add_command(billing_cli)
     app.cli.add_command(voting_cli)
     app.cli.add_command(api_keys_cli)
+    app.cli.add_command(members_cli)
     app.cli.add_command(seed_demo)

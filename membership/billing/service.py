@@ -189,7 +189,10 @@ def current_subscription(session: Session, member: Member) -> Subscription | Non
 
 
 def membership_state(session: Session, member: Member) -> MembershipState:
-    return sync.state_of(current_subscription(session, member))
+    comp = sync.current_comps(session, [member.id]).get(member.id)
+    return sync.state_of(
+        current_subscription(session, member), comped_until=comp.ends_at if comp else None
+    )
 
 
 def is_patron(session: Session, member: Member) -> bool:

@@ -33,6 +33,7 @@ from membership.billing.models import (
 from membership.billing.rules import Interval, MembershipState, SubscriptionStatus
 from membership.database import utcnow
 from membership.emails import queue_email
+from membership.staff.models import Comp
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
@@ -123,11 +124,41 @@ def grace_period() -> timedelta:
     return timedelta(days=current_app.config["GRACE_PERIOD_DAYS"])
 
 
-def state_of(subscription: Subscription | None, now: datetime | None = None) -> MembershipState:
-    """The member's state right now (time matters: grace periods and period ends pass)."""
-    if subscription is None:
-        return MembershipState.NONE
-    return rules.membership_state(_facts(subscription), now or utcnow(), grace_period())
+def state_of(
+    subscription: Subscription | None,
+    now: datetime | None = None,
+    comped_until: datetime | None = None,
+) -> MembershipState:
+    """The member's state right now (time matters: grace periods and period ends pass).
+
+    ``comped_until`` is the end of a current staff comp (see :func:`current_comps`): it makes a
+    member without a paid membership "comped"; a paid membership still wins.
+    """
+    facts = _facts(subscription) if subscription is not None else None
+    return rules.membership_state(facts, now or utcnow(), grace_period(), comped_until)
+
+
+def current_comps(
+    session: Session, member_ids: list[int], now: datetime | None = None
+) -> dict[int, Comp]:
+    """Each member's current comp (started, not yet over, not ended early): the latest ending."""
+    if not member_ids:
+        return {}
+    now = now or utcnow()
+    comps = session.scalars(
+        select(Comp)
+        .where(
+            Comp.member_id.in_(member_ids),
+            Comp.starts_at <= now,
+            Comp.ends_at > now,
+            Comp.ended_early_at.is_(None),
+        )
+        .order_by(Comp.member_id, Comp.ends_at.desc(), Comp.id.desc())
+    )
+    found: dict[int, Comp] = {}
+    for comp in comps:
+        found.setdefault(comp.member_id, comp)
+    return found
 
 
 # --- finding what an object belongs to ----------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from membership.accounts.models import Member
 from membership.billing import sync
 from membership.billing.models import Price, Subscription, Tier
+from membership.billing.rules import MembershipState
 from membership.database import utcnow
 from membership.perks import rules
 from membership.perks.models import (
@@ -26,6 +27,7 @@ from membership.perks.models import (
     TierPerk,
     WallEntry,
 )
+from membership.staff.models import Comp
 
 
 def perk_table(session: Session) -> dict[int, dict[str, rules.Unlocked]]:
@@ -58,9 +60,13 @@ def _from_subscription(
     subscription: Subscription | None,
     now: datetime | None,
     table: dict[int, dict[str, rules.Unlocked]],
+    comp: Comp | None = None,
 ) -> rules.MemberPerks:
-    state = sync.state_of(subscription, now)
-    tier = subscription.price.tier if subscription is not None else None
+    state = sync.state_of(subscription, now, comp.ends_at if comp is not None else None)
+    if state is MembershipState.COMPED and comp is not None:
+        tier: Tier | None = comp.tier  # comped: the comp's tier, whatever they paid for before
+    else:
+        tier = subscription.price.tier if subscription is not None else None
     return rules.member_perks(state, tier.id if tier else None, tier.slug if tier else None, table)
 
 
@@ -78,8 +84,9 @@ def perks_for(
         .order_by(Subscription.live.desc(), Subscription.id.desc())
         .limit(1)
     )
+    comp = sync.current_comps(session, [member.id], now).get(member.id)
     return _from_subscription(
-        subscription, now, table if table is not None else perk_table(session)
+        subscription, now, table if table is not None else perk_table(session), comp
     )
 
 
@@ -104,7 +111,11 @@ def perks_for_members(
     )
     for subscription in rows:
         latest.setdefault(subscription.member_id, subscription)
-    return {member_id: _from_subscription(latest.get(member_id), now, table) for member_id in ids}
+    comps = sync.current_comps(session, ids, now)
+    return {
+        member_id: _from_subscription(latest.get(member_id), now, table, comps.get(member_id))
+        for member_id in ids
+    }
 
 
 class PerkError(Exception):

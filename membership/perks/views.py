@@ -25,6 +25,7 @@ from membership.extensions import db
 from membership.forms import ButtonForm, Form, show_error
 from membership.perks import forms, service
 from membership.perks.models import Grant, Perk, PerkKind, Post
+from membership.staff import service as staff_audit
 
 bp = Blueprint("perks", __name__)
 
@@ -114,6 +115,7 @@ def staff_perk(perk_id: int | None = None) -> Any:
             db.session.rollback()
             _apply_error(form, error)
         else:
+            _audit("perk.save", "perk", saved.id, _perk_json(saved))
             db.session.commit()
             flash(f"Saved {saved.name}.", "success")
             if perk is None:
@@ -147,6 +149,12 @@ def staff_perk_tiers(perk_id: int) -> Any:
             db.session.rollback()
             _apply_error(form, error)
         else:
+            _audit(
+                "perk.tiers",
+                "perk",
+                perk.id,
+                {str(t): g.value for t, (g, _) in decisions.items() if g},
+            )
             db.session.commit()
             flash(f"Saved which tiers get {perk.name}.", "success")
             return redirect(url_for("perks.staff_perks"))
@@ -225,6 +233,7 @@ def staff_post(post_id: int | None = None) -> Any:
             db.session.rollback()
             _apply_error(form, error)
         else:
+            _audit("post.save", "post", saved.id, {"title": saved.title, "slug": saved.slug})
             db.session.commit()
             flash(f"Saved “{saved.title}”.", "success")
             return redirect(url_for("perks.staff_post", post_id=saved.id))
@@ -236,11 +245,23 @@ def staff_post(post_id: int | None = None) -> Any:
     ), _status(form)
 
 
+def _audit(action: str, target_type: str, target_id: int, after: dict[str, Any] | None) -> None:
+    """The staff area's audit entry for this change (committed with it)."""
+    staff_audit.record(
+        db.session, current_user, action, target_type, target_id, None, after, request.remote_addr
+    )
+
+
+def _perk_json(perk: Perk) -> dict[str, Any]:
+    return {"key": perk.key, "name": perk.name, "kind": perk.kind.value, "active": perk.active}
+
+
 def _post_action(post_id: int, action: Any, done: str) -> BaseResponse:
     post = _post_or_404(post_id)
     if not ButtonForm().validate_on_submit():
         abort(400)
     action(db.session, post)
+    _audit(f"post.{action.__name__.removesuffix('_post')}", "post", post.id, {"title": post.title})
     db.session.commit()
     flash(done.format(title=post.title), "success")
     return redirect(url_for("perks.staff_posts"))

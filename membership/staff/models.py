@@ -8,6 +8,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from membership.accounts.models import Member
+from membership.billing.models import Tier
 from membership.database import utcnow
 from membership.extensions import db
 
@@ -32,6 +33,7 @@ class Comp(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     member: Mapped[Member] = relationship(foreign_keys=[member_id])
+    tier: Mapped[Tier] = relationship()
 
 
 class AuditEntry(db.Model):

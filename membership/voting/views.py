@@ -17,6 +17,7 @@ from membership.accounts.access import login_required, staff_required
 from membership.database import utcnow
 from membership.extensions import db, limiter
 from membership.forms import show_error
+from membership.staff import service as staff_audit
 from membership.voting import forms, rules, service
 from membership.voting.models import Round, Topic
 from membership.voting.rules import RoundPhase, TopicStatus
@@ -230,6 +231,7 @@ def staff_new_round() -> ResponseReturnValue:
                 db.session.rollback()
                 show_error(form, error.message, error.field)
             else:
+                _audit("round.create", "round", created.id, {"title": created.title})
                 db.session.commit()
                 flash("The round is set up. Add the first topics.", "success")
                 return redirect(url_for("voting.staff_round", round_id=created.id))
@@ -263,6 +265,13 @@ def _staff_round_page(
 @staff_required
 def staff_round(round_id: int) -> ResponseReturnValue:
     return _staff_round_page(round_id)
+
+
+def _audit(action: str, target_type: str, target_id: int, after: dict[str, Any] | None) -> None:
+    """The staff area's audit entry for a voting change (committed with it)."""
+    staff_audit.record(
+        db.session, current_user, action, target_type, target_id, None, after, request.remote_addr
+    )
 
 
 def _staff_done(round_id: int, message: str) -> ResponseReturnValue:
@@ -306,6 +315,7 @@ def staff_add_topic(round_id: int) -> ResponseReturnValue:
         )
     except service.VotingError as error:
         return _staff_refused(error, round_id, "new", values)
+    _audit("topic.add", "round", round_id, {"title": form.title.data})
     return _staff_done(round_id, "The topic is on the ballot.")
 
 
@@ -316,6 +326,7 @@ def staff_close_round(round_id: int) -> ResponseReturnValue:
         service.close_round(db.session, current_user, round_id, utcnow())
     except service.VotingError as error:
         return _refuse(error, url_for("voting.staff_rounds"))
+    _audit("round.close", "round", round_id, None)
     return _staff_done(round_id, "The round is closed and its results are final.")
 
 
@@ -327,6 +338,7 @@ def staff_approve(topic_id: int) -> ResponseReturnValue:
         service.approve_topic(db.session, current_user, topic_id, utcnow())
     except service.VotingError as error:
         return _staff_refused(error, round_id, str(topic_id), {})
+    _audit("topic.approve", "topic", topic_id, {"status": "approved"})
     return _staff_done(round_id or 0, "Approved: the topic is on the ballot.")
 
 
@@ -342,6 +354,7 @@ def staff_reject(topic_id: int) -> ResponseReturnValue:
         service.reject_topic(db.session, current_user, topic_id, form.reason.data, utcnow())
     except service.VotingError as error:
         return _staff_refused(error, round_id, str(topic_id), values)
+    _audit("topic.reject", "topic", topic_id, {"status": "rejected", "reason": form.reason.data})
     return _staff_done(round_id or 0, "Rejected; the proposer has been told why.")
 
 
@@ -355,6 +368,7 @@ def staff_merge(topic_id: int) -> ResponseReturnValue:
         service.merge_topic(db.session, current_user, topic_id, into, utcnow())
     except service.VotingError as error:
         return _staff_refused(error, round_id, str(topic_id), {})
+    _audit("topic.merge", "topic", topic_id, {"into": into})
     return _staff_done(round_id or 0, "Merged; the proposer has been told.")
 
 
@@ -378,4 +392,5 @@ def staff_status(topic_id: int) -> ResponseReturnValue:
         )
     except service.VotingError as error:
         return _staff_refused(error, round_id, str(topic_id), values)
+    _audit("topic.coverage", "topic", topic_id, {"status": form.status.data, **values})
     return _staff_done(round_id or 0, "Saved. Readers see it on the topic's page.")

@@ -53,9 +53,56 @@ def upgrade():
     with op.batch_alter_table('comps', schema=None) as batch_op:
         batch_op.create_index('ix_comps_member_id', ['member_id'], unique=False)
 
+    create_append_only_triggers()
+
+
+# The audit log is append-only, enforced by the database: UPDATE and DELETE are refused. The one
+# update allowed is the foreign key's own ON DELETE SET NULL (actor_id cleared, nothing else).
+AUDIT_COLUMNS = ('id', 'action', 'target_type', 'target_id', 'before', 'after', 'ip_address', 'created_at')
+
+
+def create_append_only_triggers():
+    if op.get_bind().dialect.name == 'postgresql':
+        same = ' AND '.join(f'NEW.{c} IS NOT DISTINCT FROM OLD.{c}' for c in AUDIT_COLUMNS)
+        op.execute(f"""
+            CREATE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'UPDATE' AND NEW.actor_id IS NULL AND {same} THEN
+                    RETURN NEW;
+                END IF;
+                RAISE EXCEPTION 'audit_entries is append-only: % refused', TG_OP;
+            END;
+            $$
+        """)
+        op.execute(
+            'CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries '
+            'FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()'
+        )
+    else:
+        same = ' AND '.join(f'NEW.{c} IS OLD.{c}' for c in AUDIT_COLUMNS)
+        op.execute(f"""
+            CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+            WHEN NOT (NEW.actor_id IS NULL AND {same})
+            BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only: UPDATE refused'); END
+        """)
+        op.execute("""
+            CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+            BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only: DELETE refused'); END
+        """)
+
+
+def drop_append_only_triggers():
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('DROP TRIGGER IF EXISTS audit_entries_append_only ON audit_entries')
+        op.execute('DROP FUNCTION IF EXISTS audit_entries_append_only()')
+    else:
+        op.execute('DROP TRIGGER IF EXISTS audit_entries_no_update')
+        op.execute('DROP TRIGGER IF EXISTS audit_entries_no_delete')
+
 
 
 def downgrade():
+    drop_append_only_triggers()
     with op.batch_alter_table('comps', schema=None) as batch_op:
         batch_op.drop_index('ix_comps_member_id')
 

@@ -1,0 +1,1 @@
+"""Staff reports: patrons, recurring revenue, churn, cohorts, failed payments and votes."""

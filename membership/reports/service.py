@@ -1,0 +1,375 @@
+# ruff: noqa: S608 - the SQL is assembled only from constants in this module; values are bound
+"""The staff reports, computed by the database: one grouped query per table, no loops over rows.
+
+Definitions are in docs/metrics.md. Every query shares two building blocks: ``paid`` (the paid
+memberships, one row per subscription that counts as paid) and ``series`` (one row per day or month
+of the range, with the instant that starts it, ``t``, and the one that ends it, ``next_t``). The
+series is ``generate_series`` on PostgreSQL and a recursive CTE on SQLite; the rest is the same SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+
+from membership.billing.rules import MembershipState, SubscriptionStatus
+from membership.database import UTCDateTime
+from membership.reports.rules import (
+    DateRange,
+    end_of_day,
+    midnight,
+    monthly_recurring,
+    months_between,
+    percent,
+)
+
+Step = Literal["day", "month"]
+
+# Statuses whose whole [started_at, ended_at) counts as paid. The app keeps no history of a
+# subscription's statuses, so a canceled one counts only if at least one renewal was paid.
+PAID_NOW = (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAST_DUE.value)
+
+PAID_CTE = f"""
+paid AS (
+    SELECT s.member_id AS member_id, s.started_at AS s_at, s.ended_at AS e_at,
+           p.amount AS amount, p.interval AS price_interval, p.currency AS currency
+    FROM subscriptions s JOIN prices p ON p.id = s.price_id
+    WHERE s.status IN ('{PAID_NOW[0]}', '{PAID_NOW[1]}')
+       OR (s.status = '{SubscriptionStatus.CANCELED.value}' AND EXISTS (
+            SELECT 1 FROM payments pay
+            WHERE pay.subscription_id = s.id AND pay.kind = 'subscription'
+              AND pay.status = 'succeeded'))
+)"""
+
+FIRST_CTE = """
+first_paid AS (SELECT member_id, MIN(s_at) AS first_at FROM paid GROUP BY member_id)"""
+
+
+def _covers(alias: str, instant: str) -> str:
+    """SQL for "paid membership ``alias`` is active at ``instant``" (see rules.covers)."""
+    return f"({alias}.s_at < {instant} AND ({alias}.e_at IS NULL OR {alias}.e_at >= {instant}))"
+
+
+def _series_cte(dialect: str, step: Step) -> str:
+    if dialect == "postgresql":
+        unit = "1 day" if step == "day" else "1 month"
+        # Steps are taken on UTC wall-clock time, so a month is a calendar month whatever the
+        # session's time zone.
+        return f"""
+series AS (
+    SELECT g AT TIME ZONE 'UTC' AS t, (g + interval '{unit}') AT TIME ZONE 'UTC' AS next_t
+    FROM generate_series(CAST(:first AS timestamptz) AT TIME ZONE 'UTC',
+                         CAST(:last AS timestamptz) AT TIME ZONE 'UTC',
+                         interval '{unit}') AS g
+)"""
+    modifier = "+1 day" if step == "day" else "+1 month"
+    # Same text format as SQLAlchemy stores datetimes in SQLite, so comparisons stay exact.
+    advance = "strftime('%Y-%m-%d %H:%M:%S', {0}, '" + modifier + "') || '.000000'"
+    return f"""
+series(t, next_t) AS (
+    SELECT :first, {advance.format(":first")}
+    UNION ALL
+    SELECT next_t, {advance.format("next_t")} FROM series WHERE next_t <= :last
+)"""
+
+
+def _run(
+    session: Session,
+    step: Step,
+    first: date,
+    last: date,
+    body: str,
+    ctes: tuple[str, ...] = (PAID_CTE,),
+    columns: dict[str, Any] | None = None,
+    **params: Any,
+) -> list[Any]:
+    dialect = session.get_bind().dialect.name
+    sql = "WITH RECURSIVE " + ",".join((_series_cte(dialect, step), *ctes)) + "\n" + body
+    statement = text(sql).bindparams(
+        bindparam("first", midnight(first), type_=UTCDateTime()),
+        bindparam("last", midnight(last), type_=UTCDateTime()),
+        *(bindparam(name, value) for name, value in params.items()),
+    )
+    typed = statement.columns(t=UTCDateTime(), **(columns or {}))
+    return list(session.execute(typed).all())
+
+
+def _day(value: datetime) -> date:
+    return value.date()
+
+
+# --- daily: patrons, comps, MRR ----------------------------------------------------------------
+
+
+@dataclass
+class DayRow:
+    day: date
+    patrons: int
+    comps: int
+    mrr: dict[str, int] = field(default_factory=dict)  # currency -> minor units
+
+
+def daily(session: Session, period: DateRange) -> list[DayRow]:
+    """Active patrons, members on a comp, and MRR per currency at the end of each day."""
+    patrons = _run(
+        session,
+        "day",
+        period.start,
+        period.end,
+        f"""SELECT series.t AS t, COUNT(DISTINCT paid.member_id) AS n
+        FROM series LEFT JOIN paid ON {_covers("paid", "series.next_t")}
+        GROUP BY series.t ORDER BY series.t""",
+    )
+    comps = _run(
+        session,
+        "day",
+        period.start,
+        period.end,
+        """SELECT series.t AS t, COUNT(DISTINCT c.member_id) AS n
+        FROM series JOIN comps c ON c.starts_at < series.next_t
+          AND COALESCE(c.ended_early_at, c.ends_at) >= series.next_t
+        GROUP BY series.t""",
+        ctes=(),
+    )
+    mrr = _run(
+        session,
+        "day",
+        period.start,
+        period.end,
+        f"""SELECT series.t AS t, paid.currency AS currency,
+          SUM(CASE WHEN paid.price_interval = 'month' THEN paid.amount ELSE 0 END) AS monthly,
+          SUM(CASE WHEN paid.price_interval = 'year' THEN paid.amount ELSE 0 END) AS yearly
+        FROM series JOIN paid ON {_covers("paid", "series.next_t")}
+        GROUP BY series.t, paid.currency""",
+    )
+    rows = {_day(t): DayRow(_day(t), int(n), 0) for t, n in patrons}
+    for t, n in comps:
+        rows[_day(t)].comps = int(n)
+    for t, currency, monthly, yearly in mrr:
+        rows[_day(t)].mrr[currency] = monthly_recurring(int(monthly), int(yearly))
+    return list(rows.values())
+
+
+# --- monthly: new, churned, churn rate ----------------------------------------------------------
+
+
+@dataclass
+class MonthRow:
+    month: date
+    new: int
+    churned: int
+    patrons_at_start: int
+    patrons_at_end: int
+
+    @property
+    def churn_rate(self) -> Decimal | None:
+        return percent(self.churned, self.patrons_at_start)
+
+
+def monthly(session: Session, period: DateRange) -> list[MonthRow]:
+    """New and churned patrons per month, with the patron counts at its start and its end."""
+    counts = _run(
+        session,
+        "month",
+        period.first_month,
+        period.last_month,
+        f"""SELECT series.t AS t,
+          (SELECT COUNT(*) FROM first_paid f
+           WHERE f.first_at >= series.t AND f.first_at < series.next_t) AS new,
+          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
+           WHERE p.e_at >= series.t AND p.e_at < series.next_t
+             AND NOT EXISTS (SELECT 1 FROM paid q
+                             WHERE q.member_id = p.member_id
+                               AND {_covers("q", "series.next_t")})) AS churned,
+          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
+           WHERE {_covers("p", "series.t")}) AS at_start,
+          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
+           WHERE {_covers("p", "series.next_t")}) AS at_end
+        FROM series ORDER BY series.t""",
+        ctes=(PAID_CTE, FIRST_CTE),
+    )
+    return [MonthRow(_day(t), int(a), int(b), int(c), int(d)) for t, a, b, c, d in counts]
+
+
+# --- net revenue ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevenueRow:
+    month: date
+    currency: str
+    received: int
+    refunded: int
+
+    @property
+    def net(self) -> int:
+        return self.received - self.refunded
+
+
+def revenue(session: Session, period: DateRange) -> list[RevenueRow]:
+    """Succeeded payments received in each month minus refunds made in it, per currency."""
+    money = """
+money AS (
+    SELECT paid_at AS at, currency, amount AS received, 0 AS refunded FROM payments
+    WHERE status = 'succeeded' AND kind IN ('subscription', 'donation') AND paid_at IS NOT NULL
+    UNION ALL
+    SELECT created_at, currency, 0, amount FROM refunds
+)"""
+    rows = _run(
+        session,
+        "month",
+        period.first_month,
+        period.last_month,
+        """SELECT series.t AS t, money.currency AS currency,
+          SUM(money.received) AS received, SUM(money.refunded) AS refunded
+        FROM series JOIN money ON money.at >= series.t AND money.at < series.next_t
+        GROUP BY series.t, money.currency ORDER BY series.t, money.currency""",
+        ctes=(money,),
+    )
+    return [RevenueRow(_day(t), c, int(r), int(f)) for t, c, r, f in rows]
+
+
+# --- cohorts --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CohortRow:
+    cohort: date
+    size: int
+    retained: list[int]  # retained[k]: active at the end of month cohort + k
+
+    @property
+    def shares(self) -> list[Decimal | None]:
+        return [percent(n, self.size) for n in self.retained]
+
+
+def cohorts(session: Session, period: DateRange) -> list[CohortRow]:
+    """Members by the month of their first paid start, and how many are patrons k months on."""
+    cohort_cte = """
+cohort AS (
+    SELECT f.member_id AS member_id, series.t AS cohort_t
+    FROM first_paid f JOIN series ON f.first_at >= series.t AND f.first_at < series.next_t
+)"""
+    sizes = _run(
+        session,
+        "month",
+        period.first_month,
+        period.last_month,
+        """SELECT cohort.cohort_t AS t, COUNT(*) AS n FROM cohort
+        GROUP BY cohort.cohort_t ORDER BY cohort.cohort_t""",
+        ctes=(PAID_CTE, FIRST_CTE, cohort_cte),
+    )
+    kept = _run(
+        session,
+        "month",
+        period.first_month,
+        period.last_month,
+        f"""SELECT cohort.cohort_t AS t, m.t AS m_t, COUNT(DISTINCT cohort.member_id) AS n
+        FROM cohort JOIN series m ON m.t >= cohort.cohort_t
+        JOIN paid ON paid.member_id = cohort.member_id AND {_covers("paid", "m.next_t")}
+        GROUP BY cohort.cohort_t, m.t""",
+        ctes=(PAID_CTE, FIRST_CTE, cohort_cte),
+        columns={"m_t": UTCDateTime()},
+    )
+    last = period.last_month
+    rows = {
+        _day(t): CohortRow(_day(t), int(n), [0] * (months_between(_day(t), last) + 1))
+        for t, n in sizes
+    }
+    for t, m_t, n in kept:
+        row = rows[_day(t)]
+        row.retained[months_between(row.cohort, _day(m_t))] = int(n)
+    return list(rows.values())
+
+
+# --- failed-payment recovery ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoveryRow:
+    month: date
+    failed: int
+    recovered: int
+
+    @property
+    def rate(self) -> Decimal | None:
+        return percent(self.recovered, self.failed)
+
+
+def recovery(session: Session, period: DateRange, grace_days: int) -> list[RecoveryRow]:
+    """Renewals that failed in each month (a move into past due), and how many were paid
+    (a move from past due or lapsed back to active or canceling) within the grace period."""
+    past_due = MembershipState.PAST_DUE.value
+    back = (MembershipState.ACTIVE.value, MembershipState.CANCELING.value)
+    if session.get_bind().dialect.name == "postgresql":
+        deadline = "f.created_at + make_interval(hours => 24 * :grace)"
+    else:
+        # Keep the stored fractional seconds so the comparison stays exact.
+        deadline = (
+            "(strftime('%Y-%m-%d %H:%M:%S', f.created_at, '+' || :grace || ' days')"
+            " || substr(f.created_at, 20))"
+        )
+    rows = _run(
+        session,
+        "month",
+        period.first_month,
+        period.last_month,
+        f"""SELECT series.t AS t, COUNT(f.id) AS failed,
+          COALESCE(SUM(CASE WHEN EXISTS (
+              SELECT 1 FROM membership_events r
+              WHERE r.member_id = f.member_id AND r.id <> f.id
+                AND r.from_state IN ('{past_due}', '{MembershipState.LAPSED.value}')
+                AND r.to_state IN ('{back[0]}', '{back[1]}')
+                AND r.created_at >= f.created_at AND r.created_at <= {deadline})
+            THEN 1 ELSE 0 END), 0) AS recovered
+        FROM series LEFT JOIN membership_events f
+          ON f.to_state = '{past_due}' AND f.from_state <> '{past_due}'
+         AND f.created_at >= series.t AND f.created_at < series.next_t
+        GROUP BY series.t ORDER BY series.t""",
+        ctes=(),
+        grace=grace_days,
+    )
+    return [RecoveryRow(_day(t), int(a), int(b)) for t, a, b in rows]
+
+
+# --- voting participation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VotingRow:
+    round_id: int
+    title: str
+    closes_at: datetime
+    eligible: int
+    voters: int
+
+    @property
+    def rate(self) -> Decimal | None:
+        return percent(self.voters, self.eligible)
+
+
+def voting(session: Session, period: DateRange) -> list[VotingRow]:
+    """Per round closing in the range: paid patrons at its close, and how many of them voted."""
+    statement = text(
+        f"WITH {PAID_CTE}\n"
+        f"""SELECT r.id, r.title, r.closes_at,
+          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
+           WHERE {_covers("p", "r.closes_at")}) AS eligible,
+          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
+           WHERE {_covers("p", "r.closes_at")} AND EXISTS (
+               SELECT 1 FROM votes v JOIN ballots b ON b.id = v.ballot_id
+               WHERE b.round_id = r.id AND v.member_id = p.member_id)) AS voters
+        FROM voting_rounds r
+        WHERE r.closes_at >= :first AND r.closes_at < :stop
+        ORDER BY r.closes_at, r.id"""
+    ).bindparams(
+        bindparam("first", midnight(period.start), type_=UTCDateTime()),
+        bindparam("stop", end_of_day(period.end), type_=UTCDateTime()),
+    )
+    typed = statement.columns(closes_at=UTCDateTime())
+    return [VotingRow(int(i), t, c, int(e), int(v)) for i, t, c, e, v in session.execute(typed)]
