@@ -216,16 +216,19 @@ def main() -> None:
     parser.add_argument("--payments", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--reuse", action="store_true", help="keep the data of a previous run")
     args = parser.parse_args()
 
     url = normalise_database_url(args.database)
-    reset(url)
+    if not args.reuse:
+        reset(url)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
     with app.app_context():
         flask_migrate.upgrade()
         started = time.perf_counter()
-        with db.engine.begin() as conn:
-            fill(conn, args.members, args.payments, random.Random(args.seed))
+        if not args.reuse:
+            with db.engine.begin() as conn:
+                fill(conn, args.members, args.payments, random.Random(args.seed))
         if db.engine.dialect.name == "postgresql":
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(sa.text("ANALYZE"))

@@ -184,6 +184,8 @@ class Payment(db.Model):
         CheckConstraint(CURRENCY_CHECK, name="currency_code"),
         Index("ix_payments_member_id", "member_id"),
         Index("ix_payments_paid_at", "paid_at"),
+        # Reports ask, per subscription, whether any renewal was paid.
+        Index("ix_payments_subscription_id", "subscription_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
