@@ -50,7 +50,7 @@ def new_token() -> str:
 # --- the catalog --------------------------------------------------------------------------------
 
 
-def _price_for(
+def price_for(
     session: Session, tier: Tier, interval: Interval, currency: str, amount: int
 ) -> Price:
     """The price row for an amount (one per Stripe plan id), made unlisted if it is new."""
@@ -90,7 +90,7 @@ def set_price(
         current.listed = False
         current.retired_at = utcnow()
         session.flush()
-    price = _price_for(session, tier, interval, currency, amount)
+    price = price_for(session, tier, interval, currency, amount)
     price.listed = True
     price.retired_at = None
     session.flush()
@@ -247,7 +247,7 @@ def choose_price(
         raise BillingError(f"The minimum for {tier.name} is {minimum}.", "amount")
     if amount == listed.amount:
         return listed
-    return _price_for(session, tier, chosen_interval, currency, amount)
+    return price_for(session, tier, chosen_interval, currency, amount)
 
 
 def start_join(session: Session, member: Member, price: Price, token: str) -> JoinAttempt:

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from membership.accounts import rules as account_rules
 from membership.accounts.models import Member
 from membership.billing import rules as billing_rules
+from membership.billing import service as billing_service
 from membership.billing import sync
 from membership.billing.models import (
     MembershipEvent,
@@ -568,23 +569,6 @@ def _member(session: Session, row: MemberRow, result: ImportResult) -> Member:
     return member
 
 
-def _price(session: Session, tier: Tier, interval: Interval, currency: str, amount: int) -> Price:
-    plan = billing_rules.plan_id(tier.slug, interval, currency, amount)
-    price = session.scalar(select(Price).where(Price.stripe_plan_id == plan))
-    if price is None:
-        price = Price(
-            tier=tier,
-            interval=interval,
-            currency=currency,
-            amount=amount,
-            stripe_plan_id=plan,
-            listed=False,
-        )
-        session.add(price)
-        session.flush()
-    return price
-
-
 def _subscription_fields(row: MemberRow, now: datetime) -> dict[str, Any]:
     period_end = row.current_period_end
     fields: dict[str, Any] = {
@@ -648,7 +632,7 @@ def _subscription(
     result: ImportResult,
 ) -> Subscription:
     assert row.interval is not None and row.currency is not None and row.amount is not None
-    price = _price(session, tier, row.interval, row.currency, row.amount)
+    price = billing_service.price_for(session, tier, row.interval, row.currency, row.amount)
     fields = _subscription_fields(row, now)
     key = row.subscription_key
     subscription = session.scalar(
