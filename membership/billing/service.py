@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from membership.accounts.models import Member
 from membership.billing import rules, sync
@@ -71,7 +71,14 @@ def price_for(
 
 
 def offered_tiers(session: Session) -> list[Tier]:
-    return list(session.scalars(select(Tier).where(Tier.active).order_by(Tier.position, Tier.id)))
+    """Active tiers with their prices (two queries, not one per tier: the support page)."""
+    query = (
+        select(Tier)
+        .where(Tier.active)
+        .options(selectinload(Tier.prices))
+        .order_by(Tier.position, Tier.id)
+    )
+    return list(session.scalars(query))
 
 
 def set_price(
