@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from membership.billing.rules import MembershipState, SubscriptionStatus
 from membership.database import UTCDateTime
+from membership.perks.service import perk_table
 from membership.reports.rules import (
     DateRange,
     add_months,
@@ -38,7 +39,8 @@ PAID_NOW = (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAST_DUE.value)
 PAID_CTE = f"""
 paid AS (
     SELECT s.member_id AS member_id, s.started_at AS s_at, s.ended_at AS e_at,
-           p.amount AS amount, p.interval AS price_interval, p.currency AS currency
+           p.amount AS amount, p.interval AS price_interval, p.currency AS currency,
+           p.tier_id AS tier_id
     FROM subscriptions s JOIN prices p ON p.id = s.price_id
     WHERE s.status IN ('{PAID_NOW[0]}', '{PAID_NOW[1]}')
        OR (s.status = '{SubscriptionStatus.CANCELED.value}' AND EXISTS (
@@ -227,29 +229,75 @@ class MonthRow:
         return percent(self.churned, self.patrons_at_start)
 
 
+# Islands in start order, each with the start of the member's next island. An island that ends
+# in month M is a churn in M unless the next one starts in M too (then the member is covered at
+# the end of M); islands never touch, so "next starts in a later month" is the whole test.
+NEW_AND_CHURNED = """
+SELECT month AS t, SUM(new) AS new, SUM(churned) AS churned FROM (
+    SELECT {month_of_s} AS month, 1 AS new, 0 AS churned FROM marked
+    WHERE nth = 1 AND s_at >= :first AND s_at < :until
+    UNION ALL
+    SELECT {month_of_e}, 0, 1 FROM marked
+    WHERE e_at >= :first AND e_at < :until
+      AND (next_s IS NULL OR {month_of_next} > {month_of_e})
+) AS changes
+GROUP BY month"""
+
+MARKED_CTE = """
+marked AS (
+    SELECT member_id, s_at, e_at,
+           LEAD(s_at) OVER (PARTITION BY member_id ORDER BY s_at) AS next_s,
+           ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY s_at) AS nth
+    FROM islands
+)"""
+
+
+def _month_of(dialect: str, column: str) -> str:
+    """SQL for the instant that starts the UTC calendar month of ``column``."""
+    if dialect == "postgresql":
+        return f"(date_trunc('month', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+    return f"(strftime('%Y-%m-01 00:00:00', {column}) || '.000000')"
+
+
 def monthly(session: Session, period: DateRange) -> list[MonthRow]:
     """New and churned patrons per month, with the patron counts at its start and its end."""
-    counts = _run(
+    dialect = session.get_bind().dialect.name
+    first, last = period.first_month, period.last_month
+    # Patrons at the end of each month, from the month before the range: the count at the
+    # start of a month is the count at the end of the one before it.
+    ends = _run(
         session,
         "month",
-        period.first_month,
-        period.last_month,
-        f"""SELECT series.t AS t,
-          (SELECT COUNT(*) FROM first_paid f
-           WHERE f.first_at >= series.t AND f.first_at < series.next_t) AS new,
-          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
-           WHERE p.e_at >= series.t AND p.e_at < series.next_t
-             AND NOT EXISTS (SELECT 1 FROM paid q
-                             WHERE q.member_id = p.member_id
-                               AND {_covers("q", "series.next_t")})) AS churned,
-          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
-           WHERE {_covers("p", "series.t")}) AS at_start,
-          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
-           WHERE {_covers("p", "series.next_t")}) AS at_end
-        FROM series ORDER BY series.t""",
-        ctes=(PAID_CTE, FIRST_CTE),
+        add_months(first, -1),
+        last,
+        PATRONS_BY_DAY,
+        ctes=(PAID_CTE, ISLANDS_CTE),
+        far=FAR_FUTURE,
     )
-    return [MonthRow(_day(t), int(a), int(b), int(c), int(d)) for t, a, b, c, d in counts]
+    at_end = {_day(t): int(n) for t, n in ends}
+    changes = _run(
+        session,
+        "month",
+        first,
+        last,
+        NEW_AND_CHURNED.format(
+            month_of_s=_month_of(dialect, "s_at"),
+            month_of_e=_month_of(dialect, "e_at"),
+            month_of_next=_month_of(dialect, "next_s"),
+        ),
+        ctes=(PAID_CTE, ISLANDS_CTE, MARKED_CTE),
+        far=FAR_FUTURE,
+        until=midnight(add_months(last, 1)),
+    )
+    counted = {_day(t): (int(n), int(c)) for t, n, c in changes}
+    rows = []
+    month = first
+    while month <= last:
+        new, churned = counted.get(month, (0, 0))
+        before = add_months(month, -1)
+        rows.append(MonthRow(month, new, churned, at_end[before], at_end[month]))
+        month = add_months(month, 1)
+    return rows
 
 
 # --- net revenue ---------------------------------------------------------------------------------
@@ -419,23 +467,47 @@ class VotingRow:
         return percent(self.voters, self.eligible)
 
 
+def voting_tiers(session: Session) -> set[int]:
+    """The tiers whose perks include votes (a handful of rows: the rule is perks.rules')."""
+    return {
+        tier_id
+        for tier_id, unlocked in perk_table(session).items()
+        if any(u.perk.kind == "votes" and (u.votes or 0) > 0 for u in unlocked.values())
+    }
+
+
 def voting(session: Session, period: DateRange) -> list[VotingRow]:
-    """Per round closing in the range: paid patrons at its close, and how many of them voted."""
+    """Per round closing in the range: the members who could vote at its close (a paid
+    membership or a comp, in a tier whose perks include votes), and how many of them voted.
+    Perks are as staff set them now: the app keeps no history of perk settings."""
     statement = text(
-        f"WITH {PAID_CTE}\n"
-        f"""SELECT r.id, r.title, r.closes_at,
-          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
-           WHERE {_covers("p", "r.closes_at")}) AS eligible,
-          (SELECT COUNT(DISTINCT p.member_id) FROM paid p
-           WHERE {_covers("p", "r.closes_at")} AND EXISTS (
-               SELECT 1 FROM votes v JOIN ballots b ON b.id = v.ballot_id
-               WHERE b.round_id = r.id AND v.member_id = p.member_id)) AS voters
-        FROM voting_rounds r
-        WHERE r.closes_at >= :first AND r.closes_at < :stop
-        ORDER BY r.closes_at, r.id"""
+        f"WITH {PAID_CTE},"
+        f"""
+rounds AS (
+    SELECT id, title, closes_at FROM voting_rounds
+    WHERE closes_at >= :first AND closes_at < :stop
+),
+eligible AS (
+    SELECT r.id AS round_id, p.member_id AS member_id
+    FROM rounds r JOIN paid p ON {_covers("p", "r.closes_at")}
+    WHERE p.tier_id IN :tiers
+    UNION
+    SELECT r.id, c.member_id
+    FROM rounds r JOIN comps c ON c.starts_at < r.closes_at
+     AND COALESCE(c.ended_early_at, c.ends_at) >= r.closes_at
+    WHERE c.tier_id IN :tiers
+)
+SELECT r.id, r.title, r.closes_at, COUNT(e.member_id) AS eligible,
+       COUNT(CASE WHEN EXISTS (
+           SELECT 1 FROM votes v JOIN ballots b ON b.id = v.ballot_id
+           WHERE b.round_id = r.id AND v.member_id = e.member_id) THEN 1 END) AS voters
+FROM rounds r LEFT JOIN eligible e ON e.round_id = r.id
+GROUP BY r.id, r.title, r.closes_at
+ORDER BY r.closes_at, r.id"""
     ).bindparams(
         bindparam("first", midnight(period.start), type_=UTCDateTime()),
         bindparam("stop", end_of_day(period.end), type_=UTCDateTime()),
+        bindparam("tiers", sorted(voting_tiers(session)), expanding=True),
     )
     typed = statement.columns(closes_at=UTCDateTime())
     return [VotingRow(int(i), t, c, int(e), int(v)) for i, t, c, e, v in session.execute(typed)]

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from membership.accounts.models import Member, Role
@@ -27,6 +27,7 @@ from membership.billing.models import (
     Tier,
 )
 from membership.billing.rules import Interval, MembershipState, SubscriptionStatus
+from membership.perks.models import Grant, Perk, PerkKind, TierPerk
 from membership.reports import service
 from membership.reports.rules import DateRange
 from membership.staff.models import Comp
@@ -187,8 +188,27 @@ def insert_subscriptions(db_session: Any, world: dict[str, Any], rows: list[Sub]
     db_session.flush()
 
 
+def _sub(member: int, start: datetime, end: datetime | None, paid: bool = True) -> Sub:
+    status = SubscriptionStatus.CANCELED if end is not None else SubscriptionStatus.ACTIVE
+    return Sub(member, 0, start, end, status, paid)
+
+
+JAN, FEB, MAR = (datetime(2024, m, 1, tzinfo=UTC) for m in (1, 2, 3))
+# Members who leave and come back: in a later month (a churn, then a new start that is not
+# "new"), in the same month (no churn), and exactly at the month edge (still a churn).
+LEAVE_AND_RETURN = [
+    _sub(0, JAN + timedelta(days=4), JAN + timedelta(days=19)),
+    _sub(0, MAR + timedelta(days=2), None),
+    _sub(1, JAN + timedelta(days=4), JAN + timedelta(days=9)),
+    _sub(1, JAN + timedelta(days=14), FEB + timedelta(days=9)),
+    _sub(2, JAN, FEB - timedelta(microseconds=1)),
+    _sub(2, FEB, None),
+]
+
+
 @HYPOTHESIS
 @given(rows=st.lists(subs, max_size=10))
+@example(rows=LEAVE_AND_RETURN)
 def test_patrons_mrr_new_churn_and_cohorts_match_a_plain_computation(
     db_session: Any, world: dict[str, Any], rows: list[Sub]
 ) -> None:
@@ -344,8 +364,24 @@ def test_failed_payment_recovery_matches_the_event_history(
     closes=instants,
     voters=st.sets(st.integers(0, MEMBERS - 1)),
     comps=st.lists(
-        st.tuples(st.integers(0, MEMBERS - 1), instants, st.integers(1, 2000)), max_size=3
+        st.tuples(st.integers(0, MEMBERS - 1), instants, st.integers(1, 2000), st.booleans()),
+        max_size=3,
     ),
+    tier_votes=st.booleans(),
+)
+@example(  # one comp in a tier with votes, one in a tier without, both voted
+    rows=[_sub(2, JAN, None)],
+    closes=FEB + timedelta(days=14),
+    voters={0, 1, 2},
+    comps=[(0, FEB, 24 * 20, True), (1, FEB, 24 * 20, False)],
+    tier_votes=True,
+)
+@example(  # the subscriptions' tier gives no votes: nobody is eligible
+    rows=[_sub(2, JAN, None)],
+    closes=FEB + timedelta(days=14),
+    voters={2},
+    comps=[],
+    tier_votes=False,
 )
 def test_voting_participation_and_comps_match_a_plain_computation(
     db_session: Any,
@@ -353,11 +389,20 @@ def test_voting_participation_and_comps_match_a_plain_computation(
     rows: list[Sub],
     closes: datetime,
     voters: set[int],
-    comps: list[tuple[int, datetime, int]],
+    comps: list[tuple[int, datetime, int, bool]],
+    tier_votes: bool,
 ) -> None:
+    """Eligible: a paid membership or a comp at the close, in a tier whose perks give votes
+    (the subscriptions' tier when ``tier_votes``, never the "basic" tier)."""
     nested = db_session.begin_nested()
     try:
         insert_subscriptions(db_session, world, rows)
+        basic = Tier(slug="basic", name="Basic", position=-1)
+        perk = Perk(key="votes", name="Votes", kind=PerkKind.VOTES, votes=3)
+        db_session.add_all([basic, perk])
+        db_session.flush()
+        if tier_votes:
+            db_session.add(TierPerk(tier_id=world["tier"], perk_id=perk.id, grant=Grant.GRANT))
         poll = Round(title="What next?", opens_at=closes - timedelta(days=3), closes_at=closes)
         db_session.add(poll)
         db_session.flush()
@@ -371,11 +416,11 @@ def test_voting_participation_and_comps_match_a_plain_computation(
             db_session.add(
                 Vote(ballot_id=ballot.id, topic_id=topic.id, member_id=world["members"][v])
             )
-        for member, starts, hours in comps:
+        for member, starts, hours, in_basic in comps:
             db_session.add(
                 Comp(
                     member_id=world["members"][member],
-                    tier_id=world["tier"],
+                    tier_id=basic.id if in_basic else world["tier"],
                     starts_at=starts,
                     ends_at=starts + timedelta(hours=hours),
                     reason="press",
@@ -384,7 +429,13 @@ def test_voting_participation_and_comps_match_a_plain_computation(
         db_session.flush()
 
         paid = [s for s in rows if is_paid(s)]
-        eligible = {m for m in range(MEMBERS) if active(paid, m, closes)}
+        comped = {
+            m
+            for m, s, h, in_basic in comps
+            if not in_basic and s < closes and s + timedelta(hours=h) >= closes
+        }
+        paying = {m for m in range(MEMBERS) if active(paid, m, closes)}
+        eligible = (paying | comped) if tier_votes else set()
         found = service.voting(db_session, PERIOD)
         if at(PERIOD.start) <= closes < at(PERIOD.end) + timedelta(days=1):
             assert [(r.eligible, r.voters) for r in found] == [
@@ -395,7 +446,7 @@ def test_voting_participation_and_comps_match_a_plain_computation(
 
         for row in service.daily(db_session, PERIOD):
             end = at(row.day) + timedelta(days=1)
-            on_comp = {m for m, s, h in comps if s < end and s + timedelta(hours=h) >= end}
+            on_comp = {m for m, s, h, _ in comps if s < end and s + timedelta(hours=h) >= end}
             assert row.comps == len(on_comp)
     finally:
         nested.rollback()
