@@ -5,7 +5,9 @@
 
 It creates the schema with the migrations in a database you name (emptied first), fills it with
 ``--members`` members (default 100,000), one subscription each for most of them, and
-``--payments`` payments (default 2,000,000) spread over three years, then times each report
+``--payments`` payments (default 2,000,000) spread over three years, failed renewals (most
+recovered), comps and a voting round a month in which a fifth of the patrons vote, then times
+each report and the whole dashboard
 for a 12-month range: the app's service function (SQL + Python shaping) against the very SQL
 statements it sends, executed raw on the driver in the same run. Medians of ``--runs`` runs.
 Results go to stdout as a Markdown table (copy them to docs/performance.md).
@@ -30,6 +32,7 @@ from membership.config import normalise_database_url
 from membership.extensions import db
 from membership.reports import service as reports
 from membership.reports.rules import DateRange
+from membership.reports.tables import REPORTS
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 DAYS = 3 * 365
@@ -54,6 +57,7 @@ def reset(url: str) -> None:
 
 
 def fill(conn: sa.Connection, members: int, payments: int, rng: random.Random) -> None:
+    """Tiers and prices, members, subscriptions, payments and refunds, then ``fill_history``."""
     naive = conn.dialect.name == "sqlite"  # SQLite stores naive UTC, like the app's column type
 
     def ts(value: datetime) -> datetime:
@@ -188,6 +192,133 @@ def fill(conn: sa.Connection, members: int, payments: int, rng: random.Random) -
             ),
             refunds[start : start + BATCH],
         )
+    fill_history(conn, sub_rows, rng)
+
+
+def fill_history(conn: sa.Connection, sub_rows: list[dict[str, Any]], rng: random.Random) -> None:
+    """Failed renewals (most recovered within days, some never), comps, and a year of monthly
+    voting rounds in which a fifth of the patrons vote; only the Insider tier (2) gives votes."""
+    naive = conn.dialect.name == "sqlite"
+
+    def ts(value: datetime) -> datetime:
+        return value.replace(tzinfo=None) if naive else value
+
+    events = []
+    for sub in sub_rows:
+        if sub["status"] == "incomplete" or rng.random() > 0.15:
+            continue
+        failed = START + timedelta(days=rng.randrange(DAYS), seconds=rng.randrange(86400))
+        base = {"member_id": sub["member_id"], "sub": sub["id"], "delta": 0, "currency": "EUR"}
+        events.append(base | {"from": "active", "to": "past_due", "at": ts(failed)})
+        if rng.random() < 0.7:
+            back = failed + timedelta(hours=rng.randrange(1, 24 * 12))
+            events.append(base | {"from": "past_due", "to": "active", "at": ts(back)})
+    for start in range(0, len(events), BATCH):
+        conn.execute(
+            sa.text(
+                "INSERT INTO membership_events (member_id, subscription_id, from_state, to_state,"
+                " reason, mrr_delta, currency, created_at) VALUES (:member_id, :sub, :from, :to,"
+                " 'bench', :delta, :currency, :at)"
+            ),
+            events[start : start + BATCH],
+        )
+    now = ts(datetime.now(UTC))
+    comps = [
+        {
+            "member_id": sub["member_id"],
+            "tier": rng.choice((1, 2)),
+            "starts": ts(started),
+            "ends": ts(started + timedelta(days=rng.randrange(30, 400))),
+            "now": now,
+        }
+        for sub in rng.sample(sub_rows, min(2_000, len(sub_rows)))
+        for started in [START + timedelta(days=rng.randrange(DAYS))]
+    ]
+    conn.execute(
+        sa.text(
+            "INSERT INTO comps (member_id, tier_id, starts_at, ends_at, reason, created_at) "
+            "VALUES (:member_id, :tier, :starts, :ends, 'bench', :now)"
+        ),
+        comps,
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO perks (id, key, name, description, kind, votes, active, created_at) "
+            "VALUES (1, 'votes', 'Votes', '', 'votes', 3, true, :now)"
+        ),
+        {"now": now},
+    )
+    conn.execute(
+        sa.text("INSERT INTO tier_perks (tier_id, perk_id, \"grant\") VALUES (2, 1, 'grant')")
+    )
+    ballot_id = vote_id = topic_id = 0
+    for month in range(DAYS // 30):
+        opens = START + timedelta(days=30 * month)
+        closes = opens + timedelta(days=21)
+        conn.execute(
+            sa.text(
+                "INSERT INTO voting_rounds (id, title, description, opens_at, closes_at, "
+                "results_live, staff_see_voters, drop_votes_of_lapsed, created_at) VALUES "
+                "(:id, :title, '', :opens, :closes, true, false, false, :now)"
+            ),
+            {
+                "id": month + 1,
+                "title": f"Round {month + 1}",
+                "opens": ts(opens),
+                "closes": ts(closes),
+                "now": now,
+            },
+        )
+        topics = []
+        for _ in range(10):
+            topic_id += 1
+            topics.append(topic_id)
+        conn.execute(
+            sa.text(
+                "INSERT INTO topics (id, round_id, title, why, status, created_at) VALUES "
+                "(:id, :round, :title, '', 'approved', :now)"
+            ),
+            [{"id": t, "round": month + 1, "title": f"Topic {t}", "now": now} for t in topics],
+        )
+        ballots, votes = [], []
+        for sub in rng.sample(sub_rows, len(sub_rows) // 5):
+            ballot_id += 1
+            chosen = rng.sample(topics, rng.randint(1, 3))
+            ballots.append(
+                {
+                    "id": ballot_id,
+                    "round": month + 1,
+                    "member_id": sub["member_id"],
+                    "used": len(chosen),
+                }
+            )
+            for topic in chosen:
+                vote_id += 1
+                votes.append(
+                    {
+                        "id": vote_id,
+                        "ballot": ballot_id,
+                        "topic": topic,
+                        "member_id": sub["member_id"],
+                        "at": ts(opens),
+                    }
+                )
+        for start in range(0, len(ballots), BATCH):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO ballots (id, round_id, member_id, budget, used) VALUES "
+                    "(:id, :round, :member_id, 3, :used)"
+                ),
+                ballots[start : start + BATCH],
+            )
+        for start in range(0, len(votes), BATCH):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO votes (id, ballot_id, topic_id, member_id, created_at) VALUES "
+                    "(:id, :ballot, :topic, :member_id, :at)"
+                ),
+                votes[start : start + BATCH],
+            )
 
 
 class Recorder:
@@ -237,12 +368,16 @@ def main() -> None:
         period = DateRange(date(2025, 1, 1), date(2025, 12, 31))
         grace = app.config["GRACE_PERIOD_DAYS"]
         cases: dict[str, Callable[[], Any]] = {
-            "patrons, comps and MRR per day": lambda: reports.daily(db.session, period),
+            "patrons and comps per day": lambda: reports.patrons_by_day(db.session, period),
+            "MRR per day": lambda: reports.mrr_by_day(db.session, period),
             "new and churned patrons, churn": lambda: reports.monthly(db.session, period),
             "net revenue per month": lambda: reports.revenue(db.session, period),
             "cohort retention": lambda: reports.cohorts(db.session, period),
             "failed-payment recovery": lambda: reports.recovery(db.session, period, grace),
             "voting participation": lambda: reports.voting(db.session, period),
+            "the whole dashboard (every table and chart)": lambda: [
+                build(db.session, period, grace) for build in REPORTS.values()
+            ],
         }
         print(f"\n{db.engine.dialect.name}: {args.members:,} members, {args.payments:,} payments")
         print("| report | app (s) | same SQL raw (s) | ratio |")

@@ -49,9 +49,6 @@ paid AS (
               AND pay.status = 'succeeded'))
 )"""
 
-FIRST_CTE = """
-first_paid AS (SELECT member_id, MIN(s_at) AS first_at FROM paid GROUP BY member_id)"""
-
 
 def _covers(alias: str, instant: str) -> str:
     """SQL for "paid membership ``alias`` is active at ``instant``" (see rules.covers)."""
@@ -122,39 +119,45 @@ class DayRow:
 
 # A member's overlapping or touching paid memberships, merged into islands (gaps and islands):
 # then "members covering instant t" is (islands started before t) - (islands ended before t).
-ISLANDS_CTE = """
-ordered AS (
+ISLANDS_OF = """
+{name}_ordered AS (
     SELECT member_id, s_at, e_at,
            MAX(COALESCE(e_at, :far)) OVER (
                PARTITION BY member_id ORDER BY s_at, e_at
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-    FROM paid
+    FROM {source}
 ),
-numbered AS (
+{name}_numbered AS (
     SELECT member_id, s_at, e_at,
            SUM(CASE WHEN prev_end IS NULL OR s_at > prev_end THEN 1 ELSE 0 END) OVER (
                PARTITION BY member_id ORDER BY s_at, e_at ROWS UNBOUNDED PRECEDING) AS island
-    FROM ordered
+    FROM {name}_ordered
 ),
-islands AS (
+{name} AS (
     SELECT member_id, MIN(s_at) AS s_at,
            CASE WHEN COUNT(*) = COUNT(e_at) THEN MAX(e_at) END AS e_at
-    FROM numbered GROUP BY member_id, island
+    FROM {name}_numbered GROUP BY member_id, island
 )"""
+ISLANDS_CTE = ISLANDS_OF.format(name="islands", source="paid")
+COMP_ISLANDS_CTE = """
+comp_spans AS (
+    SELECT member_id, starts_at AS s_at, COALESCE(ended_early_at, ends_at) AS e_at FROM comps
+),""" + ISLANDS_OF.format(name="comp_islands", source="comp_spans")
 
 # Running sums over the start and end events, with each day's end instant slotted in before any
 # event at the same instant (a membership counts at t if it started before t and did not end
 # before t: see rules.covers). One pass over sorted events instead of a join per day.
-PATRONS_BY_DAY = """
+COVERED_BY_DAY = """
 SELECT day AS t, n FROM (
     SELECT day, k, SUM(d) OVER (ORDER BY at, k ROWS UNBOUNDED PRECEDING) AS n
     FROM (
         SELECT next_t AS at, 0 AS k, 0 AS d, t AS day FROM series
-        UNION ALL SELECT s_at, 1, 1, NULL FROM islands
-        UNION ALL SELECT e_at, 1, -1, NULL FROM islands WHERE e_at IS NOT NULL
+        UNION ALL SELECT s_at, 1, 1, NULL FROM {islands}
+        UNION ALL SELECT e_at, 1, -1, NULL FROM {islands} WHERE e_at IS NOT NULL
     ) AS events
 ) AS running
 WHERE k = 0 ORDER BY day"""
+PATRONS_BY_DAY = COVERED_BY_DAY.format(islands="islands")
 
 MRR_BY_DAY = """
 SELECT day AS t, currency, monthly, yearly FROM (
@@ -182,8 +185,8 @@ WHERE k = 0 AND (monthly <> 0 OR yearly <> 0)"""
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
-def daily(session: Session, period: DateRange) -> list[DayRow]:
-    """Active patrons, members on a comp, and MRR per currency at the end of each day."""
+def patrons_by_day(session: Session, period: DateRange) -> list[DayRow]:
+    """Active patrons and members on a comp at the end of each day (``mrr`` left empty)."""
     patrons = _run(
         session,
         "day",
@@ -198,19 +201,31 @@ def daily(session: Session, period: DateRange) -> list[DayRow]:
         "day",
         period.start,
         period.end,
-        """SELECT series.t AS t, COUNT(DISTINCT c.member_id) AS n
-        FROM series JOIN comps c ON c.starts_at < series.next_t
-          AND COALESCE(c.ended_early_at, c.ends_at) >= series.next_t
-        GROUP BY series.t""",
-        ctes=(),
+        COVERED_BY_DAY.format(islands="comp_islands"),
+        ctes=(COMP_ISLANDS_CTE,),
+        far=FAR_FUTURE,
     )
-    mrr = _run(session, "day", period.start, period.end, MRR_BY_DAY)
     rows = {_day(t): DayRow(_day(t), int(n), 0) for t, n in patrons}
     for t, n in comps:
         rows[_day(t)].comps = int(n)
-    for t, currency, monthly, yearly in mrr:
-        rows[_day(t)].mrr[currency] = monthly_recurring(int(monthly), int(yearly))
     return list(rows.values())
+
+
+def mrr_by_day(session: Session, period: DateRange) -> dict[date, dict[str, int]]:
+    """MRR per currency at the end of each day (days without any are left out)."""
+    found: dict[date, dict[str, int]] = {}
+    for t, currency, monthly, yearly in _run(session, "day", period.start, period.end, MRR_BY_DAY):
+        found.setdefault(_day(t), {})[currency] = monthly_recurring(int(monthly), int(yearly))
+    return found
+
+
+def daily(session: Session, period: DateRange) -> list[DayRow]:
+    """Active patrons, members on a comp, and MRR per currency at the end of each day."""
+    rows = patrons_by_day(session, period)
+    mrr = mrr_by_day(session, period)
+    for row in rows:
+        row.mrr = mrr.get(row.day, {})
+    return rows
 
 
 # --- monthly: new, churned, churn rate ----------------------------------------------------------
@@ -364,11 +379,16 @@ class CohortRow:
 
 def cohorts(session: Session, period: DateRange) -> list[CohortRow]:
     """Members by the month of their first paid start, and how many are patrons k months on."""
-    cohort_cte = """
+    dialect = session.get_bind().dialect.name
+    # Each member's islands (see daily): at most one covers a given instant, so counting rows
+    # counts members, with no DISTINCT over a join.
+    cohort_cte = f"""
 cohort AS (
-    SELECT f.member_id AS member_id, series.t AS cohort_t
-    FROM first_paid f JOIN series ON f.first_at >= series.t AND f.first_at < series.next_t
+    SELECT member_id, {_month_of(dialect, "s_at")} AS cohort_t FROM marked
+    WHERE nth = 1 AND s_at >= :first AND s_at < :until
 )"""
+    ctes = (PAID_CTE, ISLANDS_CTE, MARKED_CTE, cohort_cte)
+    until = midnight(add_months(period.last_month, 1))
     sizes = _run(
         session,
         "month",
@@ -376,19 +396,23 @@ cohort AS (
         period.last_month,
         """SELECT cohort.cohort_t AS t, COUNT(*) AS n FROM cohort
         GROUP BY cohort.cohort_t ORDER BY cohort.cohort_t""",
-        ctes=(PAID_CTE, FIRST_CTE, cohort_cte),
+        ctes=ctes,
+        far=FAR_FUTURE,
+        until=until,
     )
     kept = _run(
         session,
         "month",
         period.first_month,
         period.last_month,
-        f"""SELECT cohort.cohort_t AS t, m.t AS m_t, COUNT(DISTINCT cohort.member_id) AS n
-        FROM cohort JOIN series m ON m.t >= cohort.cohort_t
-        JOIN paid ON paid.member_id = cohort.member_id AND {_covers("paid", "m.next_t")}
+        f"""SELECT cohort.cohort_t AS t, m.t AS m_t, COUNT(*) AS n
+        FROM cohort JOIN islands i ON i.member_id = cohort.member_id
+        JOIN series m ON m.t >= cohort.cohort_t AND {_covers("i", "m.next_t")}
         GROUP BY cohort.cohort_t, m.t""",
-        ctes=(PAID_CTE, FIRST_CTE, cohort_cte),
+        ctes=ctes,
         columns={"m_t": UTCDateTime()},
+        far=FAR_FUTURE,
+        until=until,
     )
     last = period.last_month
     rows = {
@@ -498,10 +522,9 @@ eligible AS (
     WHERE c.tier_id IN :tiers
 )
 SELECT r.id, r.title, r.closes_at, COUNT(e.member_id) AS eligible,
-       COUNT(CASE WHEN EXISTS (
-           SELECT 1 FROM votes v JOIN ballots b ON b.id = v.ballot_id
-           WHERE b.round_id = r.id AND v.member_id = e.member_id) THEN 1 END) AS voters
+       COUNT(CASE WHEN b.used > 0 THEN 1 END) AS voters
 FROM rounds r LEFT JOIN eligible e ON e.round_id = r.id
+LEFT JOIN ballots b ON b.round_id = e.round_id AND b.member_id = e.member_id
 GROUP BY r.id, r.title, r.closes_at
 ORDER BY r.closes_at, r.id"""
     ).bindparams(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from markupsafe import Markup
@@ -34,7 +35,7 @@ def _major(amount: int, currency: str) -> float:
 
 
 def patrons(session: Session, period: DateRange, grace_days: int) -> Table:
-    days = service.daily(session, period)
+    days = service.patrons_by_day(session, period)
     table = Table("patrons", "Active patrons", ["Day", "Active patrons", "On a comp"])
     table.rows = [[d.day.isoformat(), str(d.patrons), str(d.comps)] for d in days]
     table.chart = line_chart(
@@ -50,21 +51,23 @@ def patrons(session: Session, period: DateRange, grace_days: int) -> Table:
 
 
 def mrr(session: Session, period: DateRange, grace_days: int) -> Table:
-    days = service.daily(session, period)
-    currencies = sorted({c for d in days for c in d.mrr})
+    by_day = service.mrr_by_day(session, period)
+    days = [period.start + timedelta(days=n) for n in range((period.end - period.start).days + 1)]
+    values = [by_day.get(day, {}) for day in days]
+    currencies = sorted({c for v in values for c in v})
     table = Table("mrr", "Monthly recurring revenue", ["Day", *currencies])
     table.rows = [
-        [d.day.isoformat(), *(amount_text(d.mrr.get(c, 0), c) for c in currencies)] for d in days
+        [day.isoformat(), *(amount_text(v.get(c, 0), c) for c in currencies)]
+        for day, v in zip(days, values, strict=True)
     ]
-    last = days[-1]
-    summary = ", ".join(f"{amount_text(last.mrr.get(c, 0), c)} {c}" for c in currencies)
+    summary = ", ".join(f"{amount_text(values[-1].get(c, 0), c)} {c}" for c in currencies)
     table.chart = line_chart(
         "chart-mrr",
         "Monthly recurring revenue per day, by currency",
         f"MRR at the end of each day from {period.start} to {period.end}; "
         f"on the last day: {summary or 'none'}.",
-        [d.day.isoformat() for d in days],
-        [Line(c, [_major(d.mrr.get(c, 0), c) for d in days]) for c in currencies],
+        [day.isoformat() for day in days],
+        [Line(c, [_major(v.get(c, 0), c) for v in values]) for c in currencies],
     )
     return table
 
