@@ -142,6 +142,11 @@ def seed_demo() -> None:
             patron = _demo_patron(DEMO_PATRON[0], DEMO_PATRON[1])
     voting_demo.seed_demo(db.session)
     db.session.commit()
+    from membership.staff import demo as staff_demo
+
+    if staff_demo.seed_demo(db.session):
+        db.session.commit()
+        click.echo(f"Added {staff_demo.PATRONS} past and present patrons for the reports.")
     click.echo("Demo accounts (for trying the app on your machine only):")
     click.echo(f"  staff (admin): {DEMO_STAFF[0]} / {DEMO_STAFF[2]}")
     for email, _, password in DEMO_READERS:
