@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_login import current_user
 
 
@@ -60,7 +60,8 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         if hsts:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        # Pages for a logged-in member are theirs alone: never kept by a shared cache.
-        if current_user and current_user.is_authenticated:
+        # Pages for a logged-in member are theirs alone: never kept by a shared cache. Static
+        # files are the same for everyone (and asking who is logged in would cost a query).
+        if request.endpoint != "static" and current_user and current_user.is_authenticated:
             headers["Cache-Control"] = "no-store"
         return response

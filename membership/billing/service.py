@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from membership.accounts.models import Member
 from membership.billing import rules, sync
@@ -190,6 +190,7 @@ def current_subscription(session: Session, member: Member) -> Subscription | Non
     return session.scalar(
         select(Subscription)
         .where(Subscription.member_id == member.id)
+        .options(joinedload(Subscription.price).joinedload(Price.tier))  # pages name the tier
         .order_by(Subscription.live.desc(), Subscription.id.desc())
         .limit(1)
     )

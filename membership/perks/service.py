@@ -81,6 +81,7 @@ def perks_for(
     subscription = session.scalar(
         select(Subscription)
         .where(Subscription.member_id == member.id)
+        .options(joinedload(Subscription.price).joinedload(Price.tier))  # the tier decides
         .order_by(Subscription.live.desc(), Subscription.id.desc())
         .limit(1)
     )

@@ -293,13 +293,20 @@ def search_members(
         .offset((page - 1) * PER_PAGE)
     ).all()
     comps = sync.current_comps(session, [m.id for m, _ in found], now)
+    # The tiers of the comps on this page in one query (``comp.tier`` would ask once per tier).
+    comp_tier_ids = {comp.tier_id for comp in comps.values()}
+    comp_tiers = (
+        {t.id: t for t in session.scalars(select(Tier).where(Tier.id.in_(comp_tier_ids)))}
+        if comp_tier_ids
+        else {}
+    )
     rows = []
     for member, subscription in found:
         comp = comps.get(member.id)
         state = sync.state_of(subscription, now, comp.ends_at if comp else None)
         tier = subscription.price.tier if subscription is not None else None
         if state is MembershipState.COMPED and comp is not None:
-            tier = comp.tier
+            tier = comp_tiers[comp.tier_id]
         currency = subscription.price.currency if subscription is not None else None
         rows.append(MemberRow(member=member, state=state, tier=tier, currency=currency))
     return MemberPage(rows=rows, page=page, pages=pages, total=total)
@@ -359,7 +366,10 @@ def member_detail(session: Session, member: Member, now: datetime | None = None)
         perks=perks.perks_for(session, member, now=now),
         comps=list(
             session.scalars(
-                select(Comp).where(Comp.member_id == member.id).order_by(Comp.id.desc())
+                select(Comp)
+                .where(Comp.member_id == member.id)
+                .options(joinedload(Comp.tier))  # each row names its tier
+                .order_by(Comp.id.desc())
             )
         ),
         current_comp=comp,

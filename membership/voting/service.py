@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from membership.accounts.models import Member
 from membership.emails import queue_email
@@ -614,8 +614,13 @@ def round_page(
     *,
     member: Member | None = None,
     staff: bool = False,
+    votes_per_round: int | None = None,
 ) -> RoundPage:
-    """A round as a reader (or staff) sees it: the ballot, the counts if shown, their votes."""
+    """A round as a reader (or staff) sees it: the ballot, the counts if shown, their votes.
+
+    ``votes_per_round`` is the member's :func:`voting_perks` if the caller already knows it
+    (a page listing several rounds asks once, not once per round).
+    """
     counts = vote_counts(session, round_, now)
     current = phase(round_, now)
     show = rules.results_visible(round_.results_live, current, staff=staff)
@@ -638,7 +643,9 @@ def round_page(
             or 0
         )
         if current is RoundPhase.OPEN:
-            perk_votes = voting_perks(session, member, now)
+            perk_votes = (
+                voting_perks(session, member, now) if votes_per_round is None else votes_per_round
+            )
     on_ballot = [t for t in round_.topics if t.status in rules.BALLOT_STATUSES]
     if show:
         on_ballot.sort(key=lambda t: (-counts.get(t.id, 0), t.id))
@@ -653,7 +660,16 @@ def round_page(
         winners=rules.winners(counts) if current is RoundPhase.CLOSED else [],
     )
     if staff:
-        page.pending = [t for t in round_.topics if t.status is TopicStatus.PENDING]
+        # Staff see who proposed each topic waiting for moderation: every proposer in one
+        # query, not one per proposal.
+        page.pending = list(
+            session.scalars(
+                select(Topic)
+                .where(Topic.round_id == round_.id, Topic.status == TopicStatus.PENDING)
+                .options(selectinload(Topic.proposer))
+                .order_by(Topic.id)
+            )
+        )
         page.voters = voters_by_topic(session, round_)
     return page
 
@@ -680,10 +696,14 @@ class CoveredRound:
 
 def covered(session: Session, now: datetime) -> list[CoveredRound]:
     """Closed rounds, newest first: their winners and what the newsroom made of the topics."""
+    # Topics of every round in one more query, not one per round. Counts of frozen rounds are
+    # on their topics; only a round closed but not yet frozen (``voting close-due`` runs every
+    # few minutes) is counted live, by its own query.
     closed = session.scalars(
         select(Round)
         .where((Round.closed_at.is_not(None)) | (Round.closes_at <= now))
         .order_by(func.coalesce(Round.closed_at, Round.closes_at).desc())
+        .options(selectinload(Round.topics))
     ).all()
     result = []
     followed = {TopicStatus.PLANNED, TopicStatus.IN_COVERAGE, TopicStatus.PUBLISHED}

@@ -70,12 +70,12 @@ def _index(
 ) -> ResponseReturnValue:
     now = utcnow()
     member = _member()
+    patron_votes = service.voting_perks(db.session, member, now) if member else 0
     pages = [
-        service.round_page(db.session, r, now, member=member)
+        service.round_page(db.session, r, now, member=member, votes_per_round=patron_votes)
         for r in service.rounds_in_phase(db.session, RoundPhase.OPEN, now)
     ]
     upcoming = service.rounds_in_phase(db.session, RoundPhase.UPCOMING, now)
-    patron_votes = service.voting_perks(db.session, member, now) if member else 0
     proposals = service.my_proposals(db.session, member) if member else []
     return render_template(
         "voting/index.html",

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from membership.accounts.models import Member
 from membership.api import service as api
@@ -21,6 +21,7 @@ from membership.billing.rules import Interval, MembershipState, SubscriptionStat
 from membership.database import utcnow
 from membership.extensions import db
 from membership.perks.models import Grant, Perk, PerkKind, TierPerk
+from tests.support.queries import Queries, count_queries
 
 FIELDS = {
     "email",
@@ -469,19 +470,12 @@ def test_the_default_limit_is_generous_and_configurable(app):
 
 
 @pytest.fixture
-def statements(app: Flask, db_session: Any) -> Iterator[list[str]]:
+def statements(app: Flask, db_session: Any) -> Iterator[Queries]:
     """Every SQL statement sent to the database while the test runs (savepoints left out)."""
-    seen: list[str] = []
     with app.app_context():
         engine = db.engine
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(engine, "before_cursor_execute", record)
+    with count_queries(engine) as seen:
+        yield seen
 
 
 def test_a_request_costs_the_same_few_queries_however_much_a_member_has(
