@@ -692,6 +692,7 @@ class CoveredRound:
     round: Round
     winners: list[Topic]
     covered: list[Topic]  # planned, in coverage or published
+    votes: dict[int, int]  # topic id -> votes (frozen, or counted as at the close)
 
 
 def covered(session: Session, now: datetime) -> list[CoveredRound]:
@@ -715,6 +716,7 @@ def covered(session: Session, now: datetime) -> list[CoveredRound]:
                 round=round_,
                 winners=[t for t in round_.topics if t.id in top],
                 covered=[t for t in round_.topics if t.status in followed],
+                votes=counts,
             )
         )
     return result

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -675,6 +676,16 @@ def test_you_asked_we_covered_lists_closed_rounds_winners_and_stories(
     assert f'href="{url}"' in page
     assert "Parking" not in page  # neither a winner nor followed up
     assert "What should we cover next?" not in page  # no open rounds
+
+
+def test_you_asked_shows_counts_of_a_round_past_its_close_before_they_are_stored(
+    closed_round_with_voters, client
+):
+    round_, _, _ = closed_round_with_voters
+    assert round_.closed_at is None  # ``voting close-due`` has not run yet
+    page = re.sub(r"<[^>]+>", "", text(client.get("/vote/covered")))
+    assert "Water prices (3 votes)" in page and "None" not in page
+    assert f"Closed {round_.closes_at:%-d %B %Y, %H:%M} UTC" in page
 
 
 def test_staff_pages_list_rounds_and_pending_proposals(staff, proposal, open_round):
