@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 48
+LEFT, RIGHT, TOP, BOTTOM = 64, 40, 16, 48  # room for a centred date under each end
 COLOURS = ("#1f5fa8", "#b5462a", "#2f7d32", "#7b3fa0", "#8a6d00", "#006d77")
 
 
