@@ -24,18 +24,22 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(settings.from_environment(app.instance_path))
     app.config.update(overrides or {})
-    settings.check(app.config)
+    warnings = settings.check(app.config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("stripe").setLevel(logging.WARNING)  # one line per API call otherwise
+    for warning in warnings:
+        logging.getLogger(__name__).warning("%s", warning)
 
     from membership import cli, emails, errors, security, templating
     from membership.extensions import csrf, db, limiter, login_manager, migrate
 
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://")
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_URI", settings.limiter_storage_uri(app.config["REDIS_URL"])
+    )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
     csrf.init_app(app)
