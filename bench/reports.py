@@ -388,6 +388,7 @@ def main() -> None:
             run()
             event.remove(db.engine, "before_cursor_execute", recorder)
             app_time = median_time(run, args.runs)
+            db.session.rollback()  # SQLite: the session's write lock would block the raw run
 
             def raw(statements: list[tuple[str, Any]] = recorder.statements) -> None:
                 connection = db.engine.raw_connection()
