@@ -10,7 +10,7 @@ FLASK  := $(BIN)/flask --app wsgi
 # only) on this port and points the app at it: everything works offline with test cards.
 LOCALSTRIPE_PORT ?= 8420
 
-.PHONY: run test install lint format clean
+.PHONY: run test install lint format clean bench load
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ run: install
 ## Install what the tests need and run them (PostgreSQL too when TEST_DATABASE_URL is set).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Pages under load (wrk, PostgreSQL on 127.0.0.1) against a bare Flask ceiling; figures in
+## docs/performance.md. BENCH_ARGS=--quick for a short run.
+bench: install
+	$(BIN)/python bench/http.py $(BENCH_ARGS)
+
+## Mixed traffic at 50 requests/s for 2 minutes, then 200/s for 30 s (LOAD_ARGS=--quick: 30 s).
+load: install
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
