@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from redis import exceptions as redis_errors
 from sqlalchemy import select
 
+from membership import queue
 from membership.accounts import rules, service
 from membership.accounts.models import Role
 from membership.api import service as api
@@ -359,6 +361,25 @@ def export_members(members_csv: str, payments_csv: str | None) -> None:
     click.echo("Exported.")
 
 
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop once the queue is empty.")
+@with_appcontext
+def run_worker(burst: bool) -> None:
+    """Process queued webhooks and emails (needs REDIS_URL); retries when they are due."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not queue.enabled(app.config):
+        raise click.ClickException(
+            "REDIS_URL is not set: without a queue, webhooks and emails are handled in the "
+            "request and there is nothing for a worker to do."
+        )
+    try:
+        # The scheduler puts retries back on the queue when they are due (one worker runs it).
+        queue.make_worker(app).work(burst=burst, with_scheduler=True)
+    except redis_errors.ConnectionError as exc:
+        message = f"Redis is unreachable at REDIS_URL ({type(exc).__name__})."
+        raise click.ClickException(message) from exc
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(emails_cli)
@@ -367,3 +388,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(members_cli)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(run_worker)

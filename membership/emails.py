@@ -1,9 +1,11 @@
 """Transactional email through an outbox table.
 
 A service calls :func:`queue_email` inside the transaction that causes the mail, so the message is
-stored if and only if the action is. After the request (or command) commits, :func:`deliver_pending`
-sends what is due. A failing SMTP server leaves the message pending with a later retry time; nothing
-the member did is lost, and ``flask --app wsgi emails deliver`` (or the next request) tries again.
+stored if and only if the action is. After the request commits, the messages it stored are sent:
+by a queued job (:func:`deliver_queued`) when there is a queue (``REDIS_URL``), else in the request
+itself by :func:`deliver_pending`. A failing SMTP server leaves the message pending with a later
+retry time; nothing the member did is lost: the queue retries the job, and
+``flask --app wsgi emails deliver`` (or the next request) sends whatever is still due.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flask import Flask, Response, current_app, g, has_app_context, render_templ
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from membership import queue
 from membership.accounts.models import enum_column
 from membership.database import utcnow
 from membership.extensions import db
@@ -86,7 +89,7 @@ def queue_email(
     )
     session.add(message)
     session.flush()
-    session.info[_QUEUED] = True
+    session.info.setdefault(_QUEUED, []).append(message.id)
     return message
 
 
@@ -101,25 +104,68 @@ def deliver_pending(session: Session, limit: int = 50) -> tuple[int, int]:
     ).all()
     sent = failed = 0
     for message in due:
-        try:
-            _transport(message)
-        except (OSError, smtplib.SMTPException) as exc:
-            message.attempts += 1
-            message.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            if message.attempts >= MAX_ATTEMPTS:
-                message.status = EmailStatus.FAILED
-            # 1, 2, 4, 8 ... minutes, capped at six hours.
-            message.next_attempt_at = utcnow() + timedelta(minutes=min(2**message.attempts, 360))
-            log.warning("email %s (%s) not sent: %s", message.id, message.template, exc)
-            failed += 1
-        else:
-            message.attempts += 1
-            message.status = EmailStatus.SENT
-            message.sent_at = utcnow()
-            message.last_error = None
+        if _send(message):
             sent += 1
+        else:
+            failed += 1
         session.commit()
     return sent, failed
+
+
+def deliver(session: Session, message_ids: list[int]) -> tuple[int, int]:
+    """Send these messages if they are still pending; return (sent, failed). Commits after each.
+
+    Each message is locked while it is sent (on PostgreSQL), and one that another process is
+    sending right now is skipped, so that two deliveries of the same message cannot overlap.
+    """
+    sent = failed = 0
+    for message_id in message_ids:
+        message = session.scalar(
+            select(OutboundEmail)
+            .where(OutboundEmail.id == message_id, OutboundEmail.status == EmailStatus.PENDING)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        if message is not None:
+            if _send(message):
+                sent += 1
+            else:
+                failed += 1
+        session.commit()
+    return sent, failed
+
+
+class DeliveryFailed(Exception):
+    """Some messages of a queued delivery were not sent; the queue tries the job again."""
+
+
+@queue.job
+def deliver_queued(message_ids: list[int]) -> int:
+    """The worker's side: send the messages a request stored; raise if any failed (retried)."""
+    sent, failed = deliver(db.session, message_ids)
+    if failed:
+        raise DeliveryFailed(f"{failed} of {len(message_ids)} message(s) not sent")
+    return sent
+
+
+def _send(message: OutboundEmail) -> bool:
+    """Try once; record the outcome on the message (the caller commits)."""
+    try:
+        _transport(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        message.attempts += 1
+        message.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if message.attempts >= MAX_ATTEMPTS:
+            message.status = EmailStatus.FAILED
+        # 1, 2, 4, 8 ... minutes, capped at six hours.
+        message.next_attempt_at = utcnow() + timedelta(minutes=min(2**message.attempts, 360))
+        log.warning("email %s (%s) not sent: %s", message.id, message.template, exc)
+        return False
+    message.attempts += 1
+    message.status = EmailStatus.SENT
+    message.sent_at = utcnow()
+    message.last_error = None
+    return True
 
 
 def _build(message: OutboundEmail) -> EmailMessage:
@@ -169,8 +215,9 @@ _QUEUED = "emails_queued"
 
 @event.listens_for(Session, "after_commit")
 def _note_committed_mail(session: Session) -> None:
-    if session.info.pop(_QUEUED, False) and has_app_context():
-        g.deliver_emails = True
+    committed = session.info.pop(_QUEUED, None)
+    if committed and has_app_context():
+        g.emails_committed = [*g.get("emails_committed", []), *committed]
 
 
 @event.listens_for(Session, "after_rollback")
@@ -178,17 +225,34 @@ def _forget_rolled_back_mail(session: Session) -> None:
     session.info.pop(_QUEUED, None)
 
 
+def send_committed_mail() -> None:
+    """Send the mail committed in this app context (a request or a job): through the queue if
+    there is one, else now. Leftovers are retried by the CLI."""
+    message_ids = g.pop("emails_committed", None)
+    if not message_ids:
+        return
+    try:
+        if queue.enqueue(
+            current_app.config,
+            "membership.emails.deliver_queued",
+            message_ids,
+            job_id=f"email-{message_ids[0]}",
+        ):
+            return
+    except queue.QueueUnavailable:
+        pass  # logged by the queue; send now rather than leave it for the cron command
+    session = db.session
+    if session.new or session.dirty or session.deleted:
+        return  # never commit a view's unfinished work as a side effect
+    try:
+        deliver_pending(session)
+    except Exception:
+        session.rollback()
+        log.exception("email delivery failed; messages stay queued")
+
+
 def init_app(app: Flask) -> None:
     @app.after_request
     def deliver_committed_mail(response: Response) -> Response:
-        """Send what this request queued and committed; leftovers are retried by the CLI."""
-        if g.pop("deliver_emails", False):
-            session = db.session
-            if session.new or session.dirty or session.deleted:
-                return response  # never commit a view's unfinished work as a side effect
-            try:
-                deliver_pending(session)
-            except Exception:
-                session.rollback()
-                log.exception("email delivery failed; messages stay queued")
+        send_committed_mail()
         return response

@@ -5,6 +5,11 @@ Stripe (one API call) and make our tables agree with it. So the final state is S
 order events arrive in, a repeated event changes nothing, and an event that fails is kept with
 its error and answered with a 500, so that Stripe retries it (``billing replay-failed`` does too).
 
+With a queue (``REDIS_URL``), :func:`receive_later` stores the event and queues its processing,
+and the endpoint answers at once; a worker runs :func:`process_queued`, which leaves a failure
+that may pass (Stripe's 429, Stripe or the database out of reach) to the queue to retry later.
+An event that could not be stored or queued is not acknowledged: Stripe delivers it again.
+
 Unlike services, the functions here own their transactions: storing the event must be committed
 before it is processed, whatever happens to the processing.
 """
@@ -18,14 +23,17 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from membership.billing import sync
-from membership.billing.gateway import GatewayError, StripeGateway
+from membership import queue
+from membership.billing import get_gateway, sync
+from membership.billing.gateway import GatewayError, GatewayUnavailable, StripeGateway
 from membership.billing.models import EventStatus, WebhookEvent
 from membership.database import utcnow
+from membership.extensions import db
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
@@ -36,6 +44,16 @@ class Delivery(Enum):
     IGNORED = "ignored"
     DUPLICATE = "duplicate"
     FAILED = "failed"
+    QUEUED = "queued"
+
+
+# Failures that may pass if tried again later: Stripe's 429 and 5xx, Stripe or the database out
+# of reach (or a deadlock). Anything else (an object Stripe does not know...) fails for good.
+TRANSIENT: tuple[type[Exception], ...] = (GatewayUnavailable, OperationalError)
+
+
+class NotAccepted(Exception):
+    """The event could not be stored or queued; it must not be acknowledged."""
 
 
 def receive(session: Session, gateway: StripeGateway, event: Json) -> Delivery:
@@ -43,35 +61,103 @@ def receive(session: Session, gateway: StripeGateway, event: Json) -> Delivery:
     stored = _store(session, event)
     if stored is None:
         return Delivery.DUPLICATE
-    return process(session, gateway, stored.id)
+    return process(session, gateway, stored)
 
 
-def _store(session: Session, event: Json) -> WebhookEvent | None:
-    """Insert the event; return the row to process, or None if it was already dealt with."""
-    row = WebhookEvent(
-        stripe_event_id=event["id"],
-        type=str(event.get("type"))[:100],
-        payload=json.dumps(event, separators=(",", ":")),
-    )
+def receive_later(session: Session, event: Json, config: queue.Config) -> Delivery:
+    """Store a verified event (once, by its id) and queue its processing unless that was done.
+
+    Raises :class:`NotAccepted` if the database or the queue failed; a stored event then stays
+    ``received`` for Stripe's next delivery (or ``billing replay-failed``) to pick up.
+    """
     try:
-        with session.begin_nested():
-            session.add(row)
-        session.commit()
-        return row
-    except IntegrityError:
+        stored = _store(session, event)
+        if stored is None:
+            return Delivery.DUPLICATE
+        job = "membership.billing.webhooks.process_queued"
+        queue.enqueue(config, job, stored, job_id=job_id(stored))
+    except (SQLAlchemyError, queue.QueueUnavailable) as exc:
         session.rollback()
-    existing = session.scalar(
-        select(WebhookEvent).where(WebhookEvent.stripe_event_id == event["id"])
+        log.warning("webhook %s not accepted: %s", event.get("id"), type(exc).__name__)
+        raise NotAccepted(type(exc).__name__) from exc
+    return Delivery.QUEUED
+
+
+def job_id(event_row_id: int) -> str:
+    """One job per stored event: a repeated delivery while it waits adds no second job."""
+    return f"webhook-{event_row_id}"
+
+
+@queue.job
+def process_queued(event_row_id: int) -> str:
+    """The worker's side of :func:`receive_later`: apply the stored event. A failure that may
+    pass is raised, so that the queue tries again later; the row says ``failed`` meanwhile, so
+    ``billing replay-failed`` finds it even if every retry fails."""
+    return process(db.session, get_gateway(), event_row_id, reraise=TRANSIENT).value
+
+
+def _insert_once(dialect: str) -> Any:
+    """INSERT the event unless its id is stored already, RETURNING the new row's id."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = WebhookEvent.__table__
+    return (
+        insert(table)
+        .values(
+            stripe_event_id=bindparam("event_id"),
+            type=bindparam("event_type"),
+            payload=bindparam("payload"),
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.stripe_event_id])
+        .returning(table.c.id)
     )
+
+
+# Built once: with a queue, storing is all the endpoint does per delivery besides enqueueing,
+# and building the statement anew each time cost about as much as running it.
+_INSERT_ONCE = {name: _insert_once(name) for name in ("postgresql", "sqlite")}
+
+
+def _store(session: Session, event: Json) -> int | None:
+    """Insert the event; return the id of the row to process, or None if it was dealt with.
+
+    One statement that inserts unless the event id is there already, then the commit: this is
+    the part of a delivery the endpoint waits for when a queue does the rest, so it is kept to
+    as few round trips to the database as it can be.
+    """
+    connection = session.connection()
+    new_id = connection.execute(
+        _INSERT_ONCE[connection.dialect.name],
+        {
+            "event_id": event["id"],
+            "event_type": str(event.get("type"))[:100],
+            "payload": json.dumps(event, separators=(",", ":")),
+        },
+    ).scalar()
+    session.commit()
+    if new_id is not None:
+        return new_id
+    existing = session.execute(
+        select(WebhookEvent.id, WebhookEvent.status).where(
+            WebhookEvent.stripe_event_id == event["id"]
+        )
+    ).first()
+    session.commit()
     if existing is None or existing.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
         return None
-    return existing  # stored before but failed (or crashed): Stripe is retrying it
+    return existing.id  # stored before but failed (or crashed): Stripe is retrying it
 
 
-def process(session: Session, gateway: StripeGateway, event_row_id: int) -> Delivery:
-    """Apply one stored event in one transaction; on failure keep it with its error."""
-    # populate_existing: the row may already be in the session (loaded by _store before the
-    # lock was ours); without it the ORM keeps that stale copy and a duplicate is processed again.
+def process(
+    session: Session,
+    gateway: StripeGateway,
+    event_row_id: int,
+    *,
+    reraise: tuple[type[Exception], ...] = (),
+) -> Delivery:
+    """Apply one stored event in one transaction; on failure keep it with its error (and raise
+    the error again if it is one of ``reraise``)."""
+    # populate_existing: the row may already be in the session (loaded before the lock was
+    # ours); without it the ORM keeps that stale copy and a duplicate is processed again.
     row = session.scalar(
         select(WebhookEvent)
         .where(WebhookEvent.id == event_row_id)
@@ -89,6 +175,8 @@ def process(session: Session, gateway: StripeGateway, event_row_id: int) -> Deli
         session.rollback()
         _mark_failed(session, event_row_id, exc)
         log.warning("webhook %s (%s) failed: %s", row.stripe_event_id, row.type, type(exc))
+        if isinstance(exc, reraise):
+            raise
         return Delivery.FAILED
     row.status = EventStatus.PROCESSED if applied else EventStatus.IGNORED
     row.processed_at = utcnow()
@@ -187,9 +275,15 @@ def _charge_refunded(session: Session, gateway: StripeGateway, obj: Json) -> boo
 
 
 def _customer_updated(session: Session, gateway: StripeGateway, obj: Json) -> bool:
-    """customer.updated: nothing of the customer's is copied; we only confirm the link."""
+    """customer.updated: sent, among other changes, when the default card changes. The link is
+    confirmed, and the card fetched (one call) unless the event names the one we hold."""
     customer_id = obj.get("id")
-    return isinstance(customer_id, str) and sync.find_owner(session, customer_id, obj) is not None
+    owner = sync.find_owner(session, customer_id, obj) if isinstance(customer_id, str) else None
+    if owner is None:
+        return False
+    if sync.card_may_have_changed(owner.member, obj):
+        sync.apply_customer_card(owner.member, gateway.get_customer_with_card(customer_id))
+    return True
 
 
 def _customer_deleted(session: Session, gateway: StripeGateway, obj: Json) -> bool:
@@ -216,4 +310,14 @@ HANDLERS: dict[str, Handler] = {
     "customer.deleted": _customer_deleted,
 }
 
-__all__ = ["HANDLERS", "Delivery", "GatewayError", "process", "receive", "replay_failed"]
+__all__ = [
+    "HANDLERS",
+    "Delivery",
+    "GatewayError",
+    "NotAccepted",
+    "process",
+    "process_queued",
+    "receive",
+    "receive_later",
+    "replay_failed",
+]
