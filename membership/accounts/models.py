@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from membership.database import utcnow
 from membership.extensions import db
@@ -52,10 +52,36 @@ class Member(UserMixin, db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The Stripe customer's default card, as Stripe last told us (the pages read it from here
+    # rather than asking Stripe on every view). ``card_synced_at`` NULL: never learned; set with
+    # ``card_last4`` NULL: the customer has no default card.
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    card_brand: Mapped[str | None] = mapped_column(String(30))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_exp_month: Mapped[int | None]
+    card_exp_year: Mapped[int | None]
+    card_synced_at: Mapped[datetime | None]
 
     login_sessions: Mapped[list[LoginSession]] = relationship(
         back_populates="member", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @validates("stripe_customer_id")
+    def _customer_changed(self, key: str, value: str | None) -> str | None:
+        # The card belongs to the customer: whatever links the account to another customer (or
+        # to none) makes the stored card someone else's.
+        if value != self.stripe_customer_id:
+            self.forget_card()
+        return value
+
+    def forget_card(self) -> None:
+        """Drop the stored card: it is no longer known to be the customer's default."""
+        self.stripe_payment_method_id = None
+        self.card_brand = None
+        self.card_last4 = None
+        self.card_exp_month = None
+        self.card_exp_year = None
+        self.card_synced_at = None
 
     @property
     def email_confirmed(self) -> bool:

@@ -449,6 +449,16 @@ def export_data(session: Session, member: Member) -> dict[str, Any]:
             "created_at": _iso(member.created_at),
             "password_changed_at": _iso(member.password_changed_at),
         },
+        # The default card as Stripe last told us (never the number: Stripe holds that).
+        "card": {
+            "brand": member.card_brand,
+            "last4": member.card_last4,
+            "exp_month": member.card_exp_month,
+            "exp_year": member.card_exp_year,
+            "synced_at": _iso(member.card_synced_at),
+        }
+        if member.card_last4
+        else None,
         "login_sessions": [
             {"started_at": _iso(s.created_at), "expires_at": _iso(s.expires_at)} for s in sessions
         ],
@@ -498,6 +508,7 @@ def anonymise(session: Session, member: Member) -> None:
     member.password_hash = None
     member.role = Role.READER
     member.email_confirmed_at = None
+    member.forget_card()
     member.deleted_at = utcnow()
 
 

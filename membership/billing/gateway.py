@@ -129,6 +129,14 @@ class StripeGateway:
     def get_customer(self, customer_id: str) -> Json:
         return self._call(self._v1.customers.retrieve, customer_id)
 
+    def get_customer_with_card(self, customer_id: str) -> Json:
+        """The customer with its default payment method (the card) expanded, in one call."""
+        return self._call(
+            self._v1.customers.retrieve,
+            customer_id,
+            expand=["invoice_settings.default_payment_method"],
+        )
+
     def create_setup_intent(self, customer_id: str | None) -> Json:
         params: Json = {"payment_method_types": ["card"], "usage": "off_session"}
         if customer_id:
@@ -290,10 +298,11 @@ class StripeGateway:
     # --- listing, for reconcile ----------------------------------------------------------------
 
     def iter_subscriptions(self, status: str = "all") -> Iterator[Json]:
-        """Every subscription, with its customer (to link ones made outside the app)."""
+        """Every subscription, with its customer (to link ones made outside the app) and the
+        customer's default card (four levels: the deepest expansion Stripe allows)."""
+        expand = ["data.customer", "data.customer.invoice_settings.default_payment_method"]
         yield from self._iterate(
-            self._v1.subscriptions.list,
-            {"status": status, "limit": 100, "expand": ["data.customer"]},
+            self._v1.subscriptions.list, {"status": status, "limit": 100, "expand": expand}
         )
 
     def iter_events(self) -> Iterator[Json]:

@@ -55,7 +55,11 @@ def reconcile(
     for data in progress("Subscriptions", gateway.iter_subscriptions()):
         report.subscriptions += 1
         seen.add(data["id"])
-        before = _snapshot(_ours(session, data["id"]))
+        ours = _ours(session, data["id"])
+        before = _snapshot(ours)
+        card_before = sync.card_facts(ours.member) if ours is not None else None
+        # The listed customer carries its default card (see iter_subscriptions): applying the
+        # subscription stores it too, with no call per member.
         subscription = sync.apply_subscription(
             session, data, reason="reconcile", customer=data.get("customer")
         )
@@ -66,6 +70,8 @@ def reconcile(
                 f"{verb} subscription {data['id']} (member {subscription.member_id}): "
                 f"{subscription.status.value}"
             )
+        if ours is not None and card_before != sync.card_facts(ours.member):
+            report.changes.append(f"repaired the card of member {ours.member_id}")
         if subscription is not None:
             _repair_payments(session, gateway, data, report)
         session.commit()

@@ -298,6 +298,9 @@ def apply_subscription(
     if price is not None:
         subscription.price = price
     _copy_subscription_fields(subscription, data, status)
+    expanded_customer = customer if isinstance(customer, dict) else data.get("customer")
+    if isinstance(expanded_customer, dict):
+        apply_customer_card(subscription.member, expanded_customer)
     session.flush()
     record_state_change(session, subscription, old_state, old_price, reason)
     if invited is not None:
@@ -411,6 +414,8 @@ def apply_invoice(session: Session, invoice: Json, *, reason: str) -> Payment | 
             )
     if subscription is None:
         return None
+    if isinstance(invoice.get("customer"), dict):
+        apply_customer_card(subscription.member, invoice["customer"])
     payment = session.scalar(select(Payment).where(Payment.stripe_invoice_id == invoice_id))
     created = payment is None
     if payment is None:
@@ -612,6 +617,99 @@ def record_refund(session: Session, payment: Payment, data: Json) -> Refund | No
     payment.amount_refunded = min(payment.amount, int(refunded or 0))
     session.flush()
     return refund
+
+
+# --- the customer's default card ----------------------------------------------------------------
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def store_card(member: Member, method: Json | None) -> bool:
+    """Store a PaymentMethod (None: the customer has no default one) as the member's card.
+
+    True if what we hold changed. A payment method that is not a card is stored by its id only,
+    and the pages then show no card. Nothing is kept for a deleted account (reconcile still
+    walks its ended subscriptions).
+    """
+    if member.deleted_at is not None:
+        return False
+    card = method.get("card") if method else None
+    card = card if isinstance(card, dict) else {}
+    brand, last4 = card.get("brand"), card.get("last4")
+    values = (
+        object_id(method),
+        str(brand)[:30] if brand else None,
+        str(last4) if isinstance(last4, str) and len(last4) == 4 else None,
+        _int_or_none(card.get("exp_month")),
+        _int_or_none(card.get("exp_year")),
+    )
+    changed = member.card_synced_at is None or values != card_facts(member)
+    (
+        member.stripe_payment_method_id,
+        member.card_brand,
+        member.card_last4,
+        member.card_exp_month,
+        member.card_exp_year,
+    ) = values
+    member.card_synced_at = utcnow()
+    return changed
+
+
+def card_facts(member: Member) -> tuple[Any, ...]:
+    """What we hold about the member's card (to tell whether something changed)."""
+    return (
+        member.stripe_payment_method_id,
+        member.card_brand,
+        member.card_last4,
+        member.card_exp_month,
+        member.card_exp_year,
+    )
+
+
+def _default_method(customer: Json) -> tuple[bool, Any]:
+    """(whether the customer object says, the default payment method: id, object or None)."""
+    settings = customer.get("invoice_settings")
+    if not isinstance(settings, dict) or "default_payment_method" not in settings:
+        return False, None
+    return True, settings["default_payment_method"]
+
+
+def apply_customer_card(member: Member, customer: Json) -> bool:
+    """Bring the member's stored card in line with a customer object Stripe returned.
+
+    A default payment method that is expanded (or none at all) says everything and is stored.
+    Only its id: the stored card stands if it is the same one; if not, the stored card is
+    forgotten rather than fetched here (callers make one Stripe call per event at most), so the
+    next page view fetches it once and ``billing reconcile`` repairs it. True if anything changed.
+    """
+    if member.deleted_at is not None:
+        return False
+    if customer.get("deleted") or object_id(customer) != member.stripe_customer_id:
+        return False
+    says, method = _default_method(customer)
+    if not says:
+        return False
+    if method is None or isinstance(method, dict):
+        return store_card(member, method)
+    if method == member.stripe_payment_method_id and member.card_synced_at is not None:
+        return False
+    known = member.card_synced_at is not None
+    member.forget_card()
+    return known
+
+
+def card_may_have_changed(member: Member, customer: Json) -> bool:
+    """Whether a customer object (an event's payload, as it was when sent) may name another
+    default card than the one we hold: if it names ours, a later change comes with its own
+    event, so there is nothing to fetch."""
+    if member.deleted_at is not None:
+        return False  # nothing is kept for a deleted account
+    if member.card_synced_at is None:
+        return True
+    says, method = _default_method(customer)
+    return not says or object_id(method) != member.stripe_payment_method_id
 
 
 def forget_customer(session: Session, customer_id: str) -> Member | None:

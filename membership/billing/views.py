@@ -21,6 +21,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import SelectChoice
 
+from membership import queue
 from membership.accounts.access import login_required
 from membership.billing import (
     billing_enabled,
@@ -339,12 +340,7 @@ def _change_form(subscription: Any) -> forms.ChangePlanForm:
 def membership() -> str:
     subscription = service.current_subscription(db.session, current_user)
     state = sync.state_of(subscription)
-    card = None
-    if subscription is not None and subscription.live and billing_enabled():
-        try:
-            card = service.card_summary(get_gateway(), current_user)
-        except GatewayError:
-            card = None
+    card = _card_on_file() if subscription is not None and subscription.live else None
     return render_template(
         "billing/membership.html",
         subscription=subscription,
@@ -358,6 +354,21 @@ def membership() -> str:
         cancel_form=forms.CancelForm(formdata=None),
         button_form=ButtonForm(formdata=None),
     )
+
+
+def _card_on_file() -> str | None:
+    """The member's card as we store it; Stripe is asked only if nothing was ever stored."""
+    if not billing_enabled():
+        return None
+    asks_stripe = current_user.card_synced_at is None and current_user.stripe_customer_id
+    try:
+        card = service.card_summary(db.session, get_gateway(), current_user)
+    except GatewayError:
+        db.session.rollback()
+        return None
+    if asks_stripe:
+        db.session.commit()  # keep what was fetched; a view that fetched nothing writes nothing
+    return card
 
 
 def _manage(action: Any, *args: Any, done: str) -> BaseResponse:
@@ -439,7 +450,7 @@ def undo_cancel() -> BaseResponse:
 @bp.get("/membership/card")
 @login_required
 def card() -> str:
-    return render_template("billing/update_card.html", **_card_page_context())
+    return render_template("billing/update_card.html", card=_card_on_file(), **_card_page_context())
 
 
 @bp.post("/membership/card/setup")
@@ -472,8 +483,14 @@ def receipt(payment_id: int) -> str:
 
 @bp.post("/webhooks/stripe")
 @csrf.exempt
+@limiter.exempt  # a 429 would only make Stripe send the event again later
 def stripe_webhook() -> tuple[Response, int]:
-    """Verify, store once, process. 400 for anything unverified; 500 makes Stripe retry."""
+    """Verify, store once, then process now or, with a queue (REDIS_URL), queue it.
+
+    400 for anything unverified. Without a queue, 500 when processing failed. With one, 202 as
+    soon as the event is stored and queued, and 503 when it could not be: a non-2xx answer is
+    what makes Stripe deliver the event again, so nothing is acknowledged that was not kept.
+    """
     gateway = get_gateway()
     try:
         event = gateway.parse_webhook(
@@ -481,6 +498,14 @@ def stripe_webhook() -> tuple[Response, int]:
         )
     except InvalidWebhook as exc:
         return jsonify(error="invalid webhook", message=str(exc)), 400
+    if queue.enabled(current_app.config):
+        try:
+            result = webhooks.receive_later(db.session, event, current_app.config)
+        except webhooks.NotAccepted:
+            message = "The event could not be stored or queued; deliver it again later."
+            return jsonify(error="unavailable", message=message, received=False), 503
+        status = 202 if result is webhooks.Delivery.QUEUED else 200
+        return jsonify(received=True, result=result.value), status
     result = webhooks.receive(db.session, gateway, event)
     if result is webhooks.Delivery.FAILED:
         return jsonify(received=True, processed=False), 500
