@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from membership.accounts.models import Member
 from membership.accounts.rules import normalise_email
 from membership.api.models import ApiKey
-from membership.billing.models import Price, Subscription
+from membership.billing import service as billing
 from membership.billing.rules import MembershipState
 from membership.database import utcnow
 from membership.perks.service import perks_for
@@ -155,8 +155,8 @@ def member_status(
     """The status and perks of the member with this email (any case), or None if there is no
     such live account. Raises ``InvalidEmail`` for something that is not an email address.
 
-    A fixed number of queries whatever the data: the member, their latest subscription with its
-    price and tier, and what ``perks_for`` asks (it finds that subscription already loaded).
+    A fixed number of queries whatever the data: the key, the member, their current
+    subscription with its price and tier, their comps and the perks of every tier.
     """
     email = normalise_email(raw_email)
     member = session.scalar(
@@ -164,16 +164,10 @@ def member_status(
     )
     if member is None:
         return None
-    # The same subscription perks_for picks (live first, then the latest); loading its price and
-    # tier here lets perks_for find them in the session instead of querying again.
-    subscription = session.scalar(
-        select(Subscription)
-        .options(joinedload(Subscription.price).joinedload(Price.tier))
-        .where(Subscription.member_id == member.id)
-        .order_by(Subscription.live.desc(), Subscription.id.desc())
-        .limit(1)
-    )
-    perks = perks_for(session, member, now=now)
+    # The subscription perks_for decides by (live first, then the latest), loaded once: the
+    # answer describes it too.
+    subscription = billing.current_subscription(session, member)
+    perks = perks_for(session, member, now=now, subscription=subscription)
     if subscription is None or perks.state is MembershipState.NONE:
         # Never joined, or still entering a card: there is no membership to describe.
         return MemberStatus(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from membership.accounts.models import Member
 from membership.billing import rules, sync
@@ -30,6 +30,7 @@ from membership.billing.models import (
 )
 from membership.billing.rules import Interval, MembershipState, SubscriptionStatus
 from membership.database import utcnow
+from membership.memo import remembered
 
 Json = dict[str, Any]
 
@@ -71,14 +72,14 @@ def price_for(
 
 
 def offered_tiers(session: Session) -> list[Tier]:
-    """Active tiers with their prices (two queries, not one per tier: the support page)."""
+    """Active tiers with their prices, in one query (the support page, changing plans)."""
     query = (
         select(Tier)
         .where(Tier.active)
-        .options(selectinload(Tier.prices))
+        .options(joinedload(Tier.prices))
         .order_by(Tier.position, Tier.id)
     )
-    return list(session.scalars(query))
+    return list(session.scalars(query).unique())
 
 
 def set_price(
@@ -186,13 +187,21 @@ def sync_catalog(session: Session, gateway: StripeGateway) -> list[str]:
 
 
 def current_subscription(session: Session, member: Member) -> Subscription | None:
-    """The member's live subscription, or else their most recent one."""
-    return session.scalar(
-        select(Subscription)
-        .where(Subscription.member_id == member.id)
-        .options(joinedload(Subscription.price).joinedload(Price.tier))  # pages name the tier
-        .order_by(Subscription.live.desc(), Subscription.id.desc())
-        .limit(1)
+    """The member's live subscription, or else their most recent one.
+
+    Asked once per transaction while nothing is written (membership.memo): a page and the
+    member's perks (``perks.service.perks_for``) both need it.
+    """
+    return remembered(
+        session,
+        ("current_subscription", member.id),
+        lambda: session.scalar(
+            select(Subscription)
+            .where(Subscription.member_id == member.id)
+            .options(joinedload(Subscription.price).joinedload(Price.tier))  # pages name the tier
+            .order_by(Subscription.live.desc(), Subscription.id.desc())
+            .limit(1)
+        ),
     )
 
 
@@ -312,7 +321,9 @@ def _card_from_setup(
     method = sync.object_id(setup.get("payment_method"))
     if not method:
         raise BillingError("The card was not confirmed. Please enter it again.")
-    gateway.use_card(customer, method)
+    # use_card answers with the payment method: the card is stored without another call.
+    sync.store_card(member, gateway.use_card(customer, method))
+    session.flush()
     return method
 
 
@@ -675,19 +686,41 @@ def payment_history(session: Session, member: Member) -> list[Payment]:
     )
 
 
-def card_summary(gateway: StripeGateway, member: Member) -> str | None:
-    """ "Visa ending 4242", from the customer's default card; None if there is none."""
-    if not member.stripe_customer_id:
+CARD_BRANDS = {
+    "amex": "American Express",
+    "cartes_bancaires": "Cartes Bancaires",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+    "unknown": "Card",
+}
+
+
+def describe_card(member: Member) -> str | None:
+    """ "Visa ending 4242, expires 12/2030" from the stored card; None if there is none."""
+    if not member.card_last4:
         return None
-    customer = gateway.get_customer(member.stripe_customer_id)
-    method = (customer.get("invoice_settings") or {}).get("default_payment_method")
-    method_id = sync.object_id(method)
-    if not method_id:
-        return None
-    data = method if isinstance(method, dict) else gateway.get_payment_method(method_id)
-    card = data.get("card") or {}
-    brand = str(card.get("brand") or "Card").title()
-    return f"{brand} ending {card.get('last4', '????')}"
+    brand = member.card_brand or "unknown"
+    text = f"{CARD_BRANDS.get(brand, brand.replace('_', ' ').title())} ending {member.card_last4}"
+    if member.card_exp_month and member.card_exp_year:
+        text += f", expires {member.card_exp_month:02d}/{member.card_exp_year}"
+    return text
+
+
+def card_summary(session: Session, gateway: StripeGateway, member: Member) -> str | None:
+    """The member's default card, as stored (see :func:`sync.store_card`); None if none.
+
+    Stripe is asked (once, then it is stored) only when nothing was ever stored for a member
+    who has a Stripe customer: accounts from before cards were kept, or a card that a webhook
+    found changed without saying to what. Raises GatewayError if Stripe cannot be reached then.
+    """
+    if member.card_synced_at is None and member.stripe_customer_id:
+        customer = gateway.get_customer_with_card(member.stripe_customer_id)
+        sync.apply_customer_card(member, customer)
+        if member.card_synced_at is None:  # a deleted customer: no card, and no asking again
+            sync.store_card(member, None)
+        session.flush()
+    return describe_card(member)
 
 
 # --- my data --------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from membership.accounts.models import Member
+from membership.billing import service as billing
 from membership.billing import sync
 from membership.billing.models import Price, Subscription, Tier
 from membership.billing.rules import MembershipState
 from membership.database import utcnow
+from membership.memo import remembered
 from membership.perks import rules
 from membership.perks.models import (
     FeedToken,
@@ -31,29 +33,62 @@ from membership.staff.models import Comp
 
 
 def perk_table(session: Session) -> dict[int, dict[str, rules.Unlocked]]:
-    """Every tier's perks (two small queries, whatever the number of members)."""
-    perks = {
-        p.key: rules.PerkDef(
-            key=p.key,
-            name=p.name,
-            kind=p.kind.value,
-            description=p.description,
-            votes=p.votes,
-            reveal=p.reveal,
-        )
-        for p in session.scalars(select(Perk).where(Perk.active))
-    }
+    """Every tier's perks: one query whatever the number of members, asked once per
+    transaction (the table is the same for every member; see membership.memo)."""
+    return remembered(session, "perk_table", lambda: _load_perk_table(session))
+
+
+def _load_perk_table(session: Session) -> dict[int, dict[str, rules.Unlocked]]:
+    # Every tier in order, each with its decisions about active perks: a tier without any
+    # comes back once with NULLs, and a decision about an inactive perk is left out (as
+    # rules.perks_by_tier would leave it out).
     rows = session.execute(
-        select(TierPerk.tier_id, Perk.key, TierPerk.grant, TierPerk.votes).join(
-            Perk, Perk.id == TierPerk.perk_id
+        select(
+            Tier.id,
+            TierPerk.grant,
+            TierPerk.votes,
+            Perk.key,
+            Perk.name,
+            Perk.kind,
+            Perk.description,
+            Perk.votes,
+            Perk.reveal,
         )
+        .outerjoin(TierPerk, TierPerk.tier_id == Tier.id)
+        .outerjoin(Perk, (Perk.id == TierPerk.perk_id) & Perk.active)
+        .order_by(Tier.position, Tier.id)
     ).all()
-    decisions = [
-        rules.Decision(tier_id=t, perk_key=k, grant=g is Grant.GRANT, votes=v)
-        for t, k, g, v in rows
-    ]
-    tier_ids = session.scalars(select(Tier.id).order_by(Tier.position, Tier.id)).all()
+    tier_ids: dict[int, None] = {}
+    perks: dict[str, rules.PerkDef] = {}
+    decisions = []
+    for tier_id, grant, tier_votes, key, name, kind, description, votes, reveal in rows:
+        tier_ids[tier_id] = None
+        if key is None:
+            continue
+        if key not in perks:
+            perks[key] = rules.PerkDef(
+                key=key,
+                name=name,
+                kind=kind.value,
+                description=description,
+                votes=votes,
+                reveal=reveal,
+            )
+        decisions.append(
+            rules.Decision(
+                tier_id=tier_id, perk_key=key, grant=grant is Grant.GRANT, votes=tier_votes
+            )
+        )
     return rules.perks_by_tier(tier_ids, perks, decisions)
+
+
+def _tier_of(
+    subscription: Subscription | None, state: MembershipState, comp: Comp | None
+) -> Tier | None:
+    """The tier whose perks the member has: a comp's while comped, else the one paid for."""
+    if state is MembershipState.COMPED and comp is not None:
+        return comp.tier  # comped: the comp's tier, whatever they paid for before
+    return subscription.price.tier if subscription is not None else None
 
 
 def _from_subscription(
@@ -61,13 +96,33 @@ def _from_subscription(
     now: datetime | None,
     table: dict[int, dict[str, rules.Unlocked]],
     comp: Comp | None = None,
-) -> rules.MemberPerks:
+) -> tuple[rules.MemberPerks, Tier | None]:
     state = sync.state_of(subscription, now, comp.ends_at if comp is not None else None)
-    if state is MembershipState.COMPED and comp is not None:
-        tier: Tier | None = comp.tier  # comped: the comp's tier, whatever they paid for before
-    else:
-        tier = subscription.price.tier if subscription is not None else None
-    return rules.member_perks(state, tier.id if tier else None, tier.slug if tier else None, table)
+    tier = _tier_of(subscription, state, comp)
+    perks = rules.member_perks(state, tier.id if tier else None, tier.slug if tier else None, table)
+    return perks, tier
+
+
+class _Unset:
+    pass
+
+
+_UNSET = _Unset()
+
+
+def _perks_and_tier(
+    session: Session,
+    member: Member,
+    now: datetime | None,
+    table: dict[int, dict[str, rules.Unlocked]] | None,
+    subscription: Subscription | _Unset | None,
+) -> tuple[rules.MemberPerks, Tier | None]:
+    if isinstance(subscription, _Unset):
+        subscription = billing.current_subscription(session, member)
+    comp = sync.current_comps(session, [member.id], now).get(member.id)
+    return _from_subscription(
+        subscription, now, table if table is not None else perk_table(session), comp
+    )
 
 
 def perks_for(
@@ -76,19 +131,14 @@ def perks_for(
     *,
     now: datetime | None = None,
     table: dict[int, dict[str, rules.Unlocked]] | None = None,
+    subscription: Subscription | _Unset | None = _UNSET,
 ) -> rules.MemberPerks:
-    """The member's perks right now, from their membership state and tier."""
-    subscription = session.scalar(
-        select(Subscription)
-        .where(Subscription.member_id == member.id)
-        .options(joinedload(Subscription.price).joinedload(Price.tier))  # the tier decides
-        .order_by(Subscription.live.desc(), Subscription.id.desc())
-        .limit(1)
-    )
-    comp = sync.current_comps(session, [member.id], now).get(member.id)
-    return _from_subscription(
-        subscription, now, table if table is not None else perk_table(session), comp
-    )
+    """The member's perks right now, from their membership state and tier.
+
+    ``subscription`` is the member's ``billing.service.current_subscription`` when the caller
+    has loaded it already (with its price and tier), which saves asking for it again.
+    """
+    return _perks_and_tier(session, member, now, table, subscription)[0]
 
 
 def perks_for_members(
@@ -114,7 +164,7 @@ def perks_for_members(
         latest.setdefault(subscription.member_id, subscription)
     comps = sync.current_comps(session, ids, now)
     return {
-        member_id: _from_subscription(latest.get(member_id), now, table, comps.get(member_id))
+        member_id: _from_subscription(latest.get(member_id), now, table, comps.get(member_id))[0]
         for member_id in ids
     }
 
@@ -470,13 +520,17 @@ class Dashboard:
 
 
 def dashboard(session: Session, member: Member) -> Dashboard:
-    perks = perks_for(session, member)
-    tier_name = None
-    if perks.tier_slug is not None:
-        tier_name = session.scalar(select(Tier.name).where(Tier.slug == perks.tier_slug))
-    return Dashboard(
-        perks=perks,
-        tier_name=tier_name,
-        wall=wall_entry(session, member),
-        has_feed=has_feed(session, member),
-    )
+    perks, tier = _perks_and_tier(session, member, None, None, _UNSET)
+    # The tier perks_for found (loaded with the subscription or the comp), named only while
+    # its perks apply, as perks.tier_slug is.
+    tier_name = tier.name if tier is not None and perks.tier_slug is not None else None
+    # The wall entry and whether there is a feed in one query (at most one of each a member).
+    row = session.execute(
+        select(WallEntry, FeedToken.id)
+        .select_from(Member)
+        .outerjoin(WallEntry, WallEntry.member_id == Member.id)
+        .outerjoin(FeedToken, FeedToken.member_id == Member.id)
+        .where(Member.id == member.id)
+    ).first()
+    wall, feed_id = row if row is not None else (None, None)
+    return Dashboard(perks=perks, tier_name=tier_name, wall=wall, has_feed=feed_id is not None)

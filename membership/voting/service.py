@@ -113,8 +113,15 @@ def create_round(session: Session, actor: Member, fields: RoundFields, now: date
 
 
 def rounds_in_phase(session: Session, wanted: RoundPhase, now: datetime) -> list[Round]:
-    rounds = session.scalars(select(Round).order_by(Round.closes_at, Round.id)).all()
-    return [r for r in rounds if phase(r, now) is wanted]
+    return rounds_by_phase(session, now)[wanted]
+
+
+def rounds_by_phase(session: Session, now: datetime) -> dict[RoundPhase, list[Round]]:
+    """Every round, by its phase now (one query for a page that lists several phases)."""
+    found: dict[RoundPhase, list[Round]] = {wanted: [] for wanted in RoundPhase}
+    for round_ in session.scalars(select(Round).order_by(Round.closes_at, Round.id)):
+        found[phase(round_, now)].append(round_)
+    return found
 
 
 def close_round(session: Session, actor: Member, round_id: int, now: datetime) -> Round:

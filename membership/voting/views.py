@@ -71,11 +71,12 @@ def _index(
     now = utcnow()
     member = _member()
     patron_votes = service.voting_perks(db.session, member, now) if member else 0
+    rounds = service.rounds_by_phase(db.session, now)
     pages = [
         service.round_page(db.session, r, now, member=member, votes_per_round=patron_votes)
-        for r in service.rounds_in_phase(db.session, RoundPhase.OPEN, now)
+        for r in rounds[RoundPhase.OPEN]
     ]
-    upcoming = service.rounds_in_phase(db.session, RoundPhase.UPCOMING, now)
+    upcoming = rounds[RoundPhase.UPCOMING]
     proposals = service.my_proposals(db.session, member) if member else []
     return render_template(
         "voting/index.html",

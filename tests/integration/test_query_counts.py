@@ -51,20 +51,20 @@ SIZES = (2, 30)
 # start with the one that loads the member from their login session.
 BUDGET = {
     "home": 1,  # the member
-    "support": 2,  # tiers, then their prices
-    "vote": 19,  # rounds twice (open, upcoming), perks twice, counts, my votes, ballot, topics
-    "round": 17,  # the ballot of one round for a patron: as /vote without the lists
-    "topic": 11,  # topic, round, counts (voters' perks: the round drops lapsed votes), history
+    "support": 1,  # tiers with their prices
+    "vote": 13,  # rounds (every phase at once), perks, counts, my votes, ballot, topics
+    "round": 12,  # the ballot of one round for a patron: as /vote without the lists
+    "topic": 9,  # topic, round, counts (voters' perks: the round drops lapsed votes), history
     "covered": 4,  # closed rounds, all their topics, the one unfrozen round's counts
-    "membership": 13,  # subscription (price, tier), payments, plans to change to, perks, wall
-    "updates": 8,  # perks of the reader, posts, their tiers
-    "update": 8,
-    "supporters": 7,  # wall entries, their members' perks, tier names
-    "api": 8,  # key, member, subscription, perks
+    "membership": 7,  # subscription (price, tier), payments, plans, comps, perks, wall and feed
+    "updates": 6,  # perks of the reader, posts, their tiers
+    "update": 6,
+    "supporters": 5,  # wall entries, their members' perks, tier names
+    "api": 5,  # key, member, subscription (price, tier), comps, the perks of every tier
     "staff_members": 6,  # tiers for the filter, count, page, comps and their tiers
-    "staff_member": 17,  # one query per section of the member's history
+    "staff_member": 14,  # one query per section of the member's history
     "staff_round": 7,  # counts, topics, proposals with their proposers, voters
-    "staff_reports": 14,  # one query per table (and per chart series)
+    "staff_reports": 12,  # one query per table (and per chart series)
     "staff_audit": 4,  # actions for the filter, count, page with actors
 }
 
