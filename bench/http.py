@@ -411,6 +411,9 @@ def server_env(database: str, extra: dict[str, str]) -> dict[str, str]:
             # The member API allows 6,000 requests a minute per key; wrk asks far more often.
             # The limiter still counts every request.
             "API_RATE_LIMIT": "10000000 per minute",
+            # Likewise every page allows 600 requests a minute per client address, and here
+            # every request comes from 127.0.0.1.
+            "PAGE_RATE_LIMIT": "10000000 per minute",
         }
     )
     env.update(extra)

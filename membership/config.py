@@ -139,6 +139,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         # Requests per API key to the member API: generous, the main site may ask on every page.
         "API_RATE_LIMIT": _rate_limit("API_RATE_LIMIT", "6000 per minute"),
+        # Every page, per client address: a flood from one client gets 429s before it slows
+        # the app for everyone else. Login, signup, votes and the API have their own limits.
+        "RATELIMIT_DEFAULT": _rate_limit("PAGE_RATE_LIMIT", "600 per minute"),
         # Token lifetimes, in seconds.
         "CONFIRM_EMAIL_MAX_AGE": _int("CONFIRM_EMAIL_MAX_AGE", 3 * 24 * 3600, minimum=60),
         "RESET_PASSWORD_MAX_AGE": _int("RESET_PASSWORD_MAX_AGE", 3600, minimum=60),

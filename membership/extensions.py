@@ -31,3 +31,10 @@ def _client_address() -> str:
 # Storage is chosen in create_app: memory by default, Redis when REDIS_URL is set, so that limits
 # hold across processes.
 limiter = Limiter(key_func=_client_address, default_limits=[], headers_enabled=True)
+
+
+@limiter.request_filter
+def _health_checks() -> bool:
+    """A load balancer asks often, from one address; it must never be told to go away.
+    (Stripe's webhook deliveries are exempt on their route.)"""
+    return request.endpoint == "site.healthz"

@@ -98,6 +98,18 @@ def test_signup_and_reset_are_rate_limited(client, url, data, limit):
     assert statuses[limit] == 429
 
 
+def test_a_flood_from_one_address_gets_429s_and_others_are_served(app, client):
+    limit = int(app.config["RATELIMIT_DEFAULT"].split()[0])
+    flood = {"REMOTE_ADDR": "198.51.100.7"}
+    statuses = [client.get("/", environ_overrides=flood).status_code for _ in range(limit + 1)]
+    assert statuses[:limit] == [200] * limit
+    assert statuses[limit] == 429
+    assert "Too many" in client.get("/", environ_overrides=flood).get_data(as_text=True)
+    # Another reader, and the load balancer's health check from the flooding address, still get in.
+    assert client.get("/", environ_overrides={"REMOTE_ADDR": "203.0.113.9"}).status_code == 200
+    assert client.get("/healthz", environ_overrides=flood).status_code == 200
+
+
 def test_unknown_pages_get_the_404_page_in_the_layout(client):
     response = client.get("/no/such/page")
     assert response.status_code == 404
