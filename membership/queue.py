@@ -29,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 import redis
 from flask import Flask, current_app, has_app_context
 from rq import Queue, Retry, SimpleWorker
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,10 @@ def _enqueue_once(
             pass
         try:
             existing = Job.fetch(job_id, connection=queue.connection)
-        except NoSuchJobError:
-            continue  # it finished between the two calls: queue it again
-        if existing.get_status() in _PENDING:
+            status = existing.get_status()
+        except (NoSuchJobError, InvalidJobOperation):
+            continue  # it finished (and was removed) between the calls: queue it again
+        if status in _PENDING:
             return
         existing.delete()
     # Three rounds of other processes replacing the same job: one of theirs will run it.
