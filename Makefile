@@ -43,7 +43,7 @@ test: install
 ## Pages under load (wrk, PostgreSQL on 127.0.0.1) against a bare Flask ceiling; figures in
 ## docs/performance.md. BENCH_ARGS=--quick for a short run.
 bench: install
-	$(BIN)/python bench/http.py $(BENCH_ARGS)
+	$(BIN)/python bench/pages.py $(BENCH_ARGS)
 
 ## Mixed traffic at 50 requests/s for 2 minutes, then 200/s for 30 s (LOAD_ARGS=--quick: 30 s).
 load: install

@@ -1,4 +1,4 @@
-"""The ceiling for bench/http.py: a bare Flask app with one trivial route.
+"""The ceiling for bench/pages.py: a bare Flask app with one trivial route.
 
 Served by gunicorn with the app's own production settings
 (``gunicorn -c python:membership.gunicorn_conf --pythonpath bench bare_app:app``), it shows how

@@ -3,7 +3,7 @@
     make load                       # .venv/bin/python bench/load.py
     .venv/bin/python bench/load.py --quick
 
-The setup is bench/http.py's (the same database, seed, production settings and
+The setup is bench/pages.py's (the same database, seed, production settings and
 ``membership/gunicorn_conf.py`` on loopback); only the app is started. Then an open-loop client
 sends requests on a fixed schedule, whatever the server's speed: ``--rate`` requests per second
 (default 50) for ``--seconds`` (120), then ``--burst-rate`` (200) for ``--burst-seconds`` (30).
@@ -17,41 +17,22 @@ Targets: no 5xx and no failed request in either phase, 95th percentile under 500
 
 from __future__ import annotations
 
-import os
+import argparse
+import asyncio
+import math
+import random
+import re
+import shutil
+import statistics
 import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
-# Run as a script, this folder comes first on sys.path, where http.py would hide the standard
-# library's ``http`` package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import importlib.util  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import types  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from urllib.parse import quote  # noqa: E402
-
-
-def _load_http_bench() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_http", os.path.join(_HERE, "http.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_http"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_http_bench()
+import pages as bench  # the page benchmark's setup, from this folder
 
 P95_LIMIT_MS = 500.0
 REQUEST_TIMEOUT = 10.0

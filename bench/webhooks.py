@@ -34,39 +34,34 @@ cancel at period end) and patron standing equal Stripe's. Prints a Markdown tabl
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
 import os
+import platform
+import random
+import re
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path, and bench/http.py would hide the
-# standard library's ``http`` package from everything imported below.
+import aiohttp
+import redis
+import sqlalchemy as sa
+from rq.suspension import resume, suspend
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import hashlib  # noqa: E402
-import hmac  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import aiohttp  # noqa: E402
-import redis  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from rq.suspension import resume, suspend  # noqa: E402
-
 ROOT = Path(_HERE).parent
 VENV_BIN = Path(sys.executable).parent
 WRK = "/usr/bin/wrk"

@@ -1,8 +1,8 @@
 """Benchmark: the app's pages under gunicorn against a bare Flask app on the same settings.
 
-    make bench                      # .venv/bin/python bench/http.py
-    .venv/bin/python bench/http.py --quick
-    .venv/bin/python bench/http.py --database postgresql://postgres@127.0.0.1:5432/NAME
+    make bench                      # .venv/bin/python bench/pages.py
+    .venv/bin/python bench/pages.py --quick
+    .venv/bin/python bench/pages.py --database postgresql://postgres@127.0.0.1:5432/NAME
 
 It creates the PostgreSQL database if it is missing, empties it, migrates it to head and seeds
 a newsroom (the demo tiers and perks, ``--members`` members of whom about a third are patrons
@@ -19,34 +19,29 @@ threads: the figures are for the whole machine serving itself, not for the app a
 
 from __future__ import annotations
 
+import argparse
+import http.client
 import os
+import random
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote, urlencode
 
-# Run as a script, this file's folder comes first on sys.path, and this file (http.py) would
-# hide the standard library's ``http`` package from everything imported below.
+import sqlalchemy as sa
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
-import secrets  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-from urllib.parse import quote, urlencode  # noqa: E402
-
-import sqlalchemy as sa  # noqa: E402
-
 ROOT = Path(_HERE).parent
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/membership_bench_http"
@@ -70,7 +65,7 @@ def ensure_database(url: str) -> None:
     """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
     target = sa.make_url(url)
     if not target.drivername.startswith("postgresql"):
-        raise SystemExit("bench/http.py measures the app on PostgreSQL: give a postgresql:// URL")
+        raise SystemExit("bench/pages.py measures the app on PostgreSQL: give a postgresql:// URL")
     name = target.database or ""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise SystemExit(f"use a plain database name (a-z, 0-9, _), got {name!r}")
