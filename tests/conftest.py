@@ -40,6 +40,7 @@ from membership.config import normalise_database_url
 from membership.database import utcnow
 from membership.emails import deliver_pending
 from membership.extensions import db, limiter
+from tests.support.stripe_events import WEBHOOK_SECRET
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "correct horse battery staple"
@@ -136,8 +137,6 @@ def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
 
 
 # --- Stripe: localstripe as a real server process ---------------------------------------------
-
-WEBHOOK_SECRET = "whsec_test_suite"
 
 
 @dataclass

@@ -12,12 +12,8 @@ the write lock), so writers take turns; on PostgreSQL the guards are the unique 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -50,12 +46,12 @@ from membership.database import utcnow
 from membership.extensions import db
 from tests.conftest import (
     PASSWORD,
-    WEBHOOK_SECRET,
     LocalStripe,
     Mailbox,
     settings_for_tests,
     stripe_settings,
 )
+from tests.support.stripe_events import signed, stripe_event
 
 READER_EUR = "membership-reader-month-eur-500"
 Json = dict[str, Any]
@@ -148,26 +144,6 @@ def race(count_: int, request: Callable[[int], Any]) -> list[Any]:
 
 
 # --- ten deliveries of one event at once ----------------------------------------------------------
-
-
-def signed(event: Json) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(event).encode()
-    t = int(time.time())
-    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Content-Type": "application/json", "Stripe-Signature": f"t={t},v1={mac}"}
-
-
-def stripe_event(type_: str, obj: Json) -> Json:
-    return {
-        "id": f"evt_race_{uuid.uuid4().hex[:20]}",
-        "object": "event",
-        "api_version": DEFAULT_STRIPE_API_VERSION,
-        "created": int(time.time()),
-        "type": type_,
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-    }
 
 
 def patron_in_stripe(app: Flask, sdk: stripe_sdk.StripeClient, email: str) -> tuple[int, str, str]:

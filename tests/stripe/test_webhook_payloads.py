@@ -10,8 +10,6 @@ answers in (and the pinned version), and the one of Stripe API versions from 202
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 import time
 import urllib.parse
@@ -43,7 +41,8 @@ from membership.billing.rules import MembershipState, SubscriptionStatus
 from membership.config import DEFAULT_STRIPE_API_VERSION
 from membership.emails import OutboundEmail
 from membership.extensions import db
-from tests.conftest import WEBHOOK_SECRET, LocalStripe
+from tests.conftest import LocalStripe
+from tests.support.stripe_events import signature_header, stripe_event
 
 READER_EUR = "membership-reader-month-eur-500"
 INSIDER_EUR = "membership-insider-month-eur-1000"
@@ -51,35 +50,6 @@ Json = dict[str, Any]
 
 
 # --- signing and delivering ----------------------------------------------------------------------
-
-
-def signature_header(
-    body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None
-) -> str:
-    """Stripe's scheme: ``t=<unix time>,v1=<HMAC-SHA256 of "<t>.<body>" with the secret>``."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def stripe_event(
-    type_: str, obj: Json, *, event_id: str | None = None, previous: Json | None = None
-) -> Json:
-    """An event as Stripe sends it (the object as it was when the event was created)."""
-    data: Json = {"object": obj}
-    if previous is not None:
-        data["previous_attributes"] = previous
-    return {
-        "id": event_id or f"evt_test_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "api_version": DEFAULT_STRIPE_API_VERSION,
-        "created": int(time.time()),
-        "data": data,
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": type_,
-    }
 
 
 def deliver(client: Any, payload: Json | bytes, *, header: str | None = "sign") -> Any:

@@ -9,14 +9,11 @@ from Stripe is tried again later by the queue instead of being lost.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,7 +25,6 @@ from sqlalchemy import select
 from membership.billing.gateway import GatewaySettings, StripeGateway
 from membership.billing.models import EventStatus, WebhookEvent
 from membership.billing.rules import SubscriptionStatus
-from membership.config import DEFAULT_STRIPE_API_VERSION
 from tests.conftest import WEBHOOK_SECRET, LocalStripe
 from tests.integration.test_queue import RedisQueue, queue_on_test_redis
 from tests.stripe.conftest import (
@@ -39,6 +35,7 @@ from tests.stripe.conftest import (
     is_patron,
     subscription_of,
 )
+from tests.support.stripe_events import signed, stripe_event
 
 Json = dict[str, Any]
 
@@ -46,29 +43,9 @@ Json = dict[str, Any]
 # --- Stripe's side ------------------------------------------------------------------------------
 
 
-def signed(event: Json) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of a delivery, signed as Stripe signs it."""
-    body = json.dumps(event).encode()
-    t = int(time.time())
-    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Content-Type": "application/json", "Stripe-Signature": f"t={t},v1={mac}"}
-
-
-def event_for(type_: str, obj: Json) -> Json:
-    return {
-        "id": f"evt_queue_{uuid.uuid4().hex[:20]}",
-        "object": "event",
-        "api_version": DEFAULT_STRIPE_API_VERSION,
-        "created": int(time.time()),
-        "data": {"object": obj},
-        "livemode": False,
-        "type": type_,
-    }
-
-
 def subscription_deleted(patron: Patron) -> Json:
     obj = {"id": patron.subscription_id, "object": "subscription", "customer": patron.customer_id}
-    return event_for("customer.subscription.deleted", obj)
+    return stripe_event("customer.subscription.deleted", obj)
 
 
 def deliver(client: Any, event: Json) -> Any:
@@ -293,7 +270,7 @@ def test_an_event_that_fails_for_good_is_not_retried_and_waits_for_replay_failed
     client, redis_queue, db_session, runner, stripe
 ):
     redis_queue.on()
-    event = event_for(
+    event = stripe_event(
         "customer.subscription.updated", {"id": "sub_nowhere", "object": "subscription"}
     )
     assert deliver(client, event).status_code == 202
@@ -320,7 +297,7 @@ def test_mail_caused_by_a_queued_event_goes_through_the_queue_too(
         "customer": patron.customer_id,
         "subscription": patron.subscription_id,
     }
-    assert deliver(client, event_for("invoice.payment_failed", obj)).status_code == 202
+    assert deliver(client, stripe_event("invoice.payment_failed", obj)).status_code == 202
 
     redis_queue.work()  # the event's job queues the mail's job; the burst runs both
 

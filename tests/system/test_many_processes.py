@@ -14,10 +14,7 @@ https``; ``TRUSTED_PROXIES=1``), so each simulated reader has an address of thei
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import http.client
-import json
 import os
 import queue
 import re
@@ -73,6 +70,7 @@ from tests.conftest import (
     skip_or_fail,
     stripe_settings,
 )
+from tests.support.stripe_events import signed, stripe_event
 from tests.voting_fixtures import grant_votes, subscribe
 
 PATRONS = 100
@@ -541,27 +539,6 @@ def test_votes_sent_to_both_servers_at_once_are_counted_exactly(world, servers):
 
 
 # --- duplicate webhooks --------------------------------------------------------------------------
-
-
-def signed(event: Json) -> tuple[bytes, dict[str, str]]:
-    """A delivery as Stripe signs it: HMAC-SHA256 of "<timestamp>.<body>" with the secret."""
-    body = json.dumps(event).encode()
-    t = int(time.time())
-    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Content-Type": "application/json", "Stripe-Signature": f"t={t},v1={mac}"}
-
-
-def stripe_event(type_: str, obj: Json) -> Json:
-    return {
-        "id": f"evt_procs_{uuid.uuid4().hex[:20]}",
-        "object": "event",
-        "api_version": DEFAULT_STRIPE_API_VERSION,
-        "created": int(time.time()),
-        "type": type_,
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-    }
 
 
 def wait_until_processed(
