@@ -56,13 +56,16 @@ def reset(url: str) -> None:
     engine.dispose()
 
 
+def timestamps(conn: sa.Connection) -> Callable[[datetime], datetime]:
+    """How a UTC instant is written raw: naive on SQLite, like the app's column type there."""
+    if conn.dialect.name == "sqlite":
+        return lambda value: value.replace(tzinfo=None)
+    return lambda value: value
+
+
 def fill(conn: sa.Connection, members: int, payments: int, rng: random.Random) -> None:
     """Tiers and prices, members, subscriptions, payments and refunds, then ``fill_history``."""
-    naive = conn.dialect.name == "sqlite"  # SQLite stores naive UTC, like the app's column type
-
-    def ts(value: datetime) -> datetime:
-        return value.replace(tzinfo=None) if naive else value
-
+    ts = timestamps(conn)
     now = ts(datetime.now(UTC))
     conn.execute(
         sa.text(
@@ -198,11 +201,7 @@ def fill(conn: sa.Connection, members: int, payments: int, rng: random.Random) -
 def fill_history(conn: sa.Connection, sub_rows: list[dict[str, Any]], rng: random.Random) -> None:
     """Failed renewals (most recovered within days, some never), comps, and a year of monthly
     voting rounds in which a fifth of the patrons vote; only the Insider tier (2) gives votes."""
-    naive = conn.dialect.name == "sqlite"
-
-    def ts(value: datetime) -> datetime:
-        return value.replace(tzinfo=None) if naive else value
-
+    ts = timestamps(conn)
     events = []
     for sub in sub_rows:
         if sub["status"] == "incomplete" or rng.random() > 0.15:
