@@ -38,12 +38,6 @@ def remembered(session: Session, key: Hashable, compute: Callable[[], T]) -> T:
     return value
 
 
-def remember(session: Session, key: Hashable, value: Any) -> None:
-    """Keep ``value`` as the answer to ``key`` (something the caller just read)."""
-    if not (session.new or session.dirty or session.deleted):
-        session.info.setdefault(_KEY, {})[key] = value
-
-
 def forget(session: Session) -> None:
     session.info.pop(_KEY, None)
 
